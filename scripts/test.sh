@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# taskd's one test command: every check and every test, all set-up included.
+#
+#   ./scripts/test.sh                    set up, lint, build once, run every test
+#   ./scripts/test.sh --setup-only       only the set-up steps (toolchain, MySQL, buf lint)
+#   ./scripts/test.sh -- ARGS...         pass ARGS to the test runner (a filter, say)
+#
+# Steps, in order (each prints a "==> " header):
+#   toolchain  cargo with rustfmt and clippy (rustup adds missing components)
+#   mysql      a MySQL for the tests, exported as TASKD_TEST_MYSQL_URL (see scripts/mysql.sh:
+#              $TASKD_TEST_MYSQL_URL, else root@127.0.0.1:3306, else a throwaway mariadbd,
+#              else FAIL: MySQL tests are never skipped)
+#   buf        buf lint (buf from PyPI/npm into target/tools, see scripts/buf.sh)
+#   fmt        cargo fmt --all -- --check
+#   clippy     cargo clippy --all-targets -- -D warnings
+#   test       cargo nextest run --all-targets if cargo-nextest is installed, else
+#              cargo test --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
+#
+# Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
+# probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
+# TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm.
+#
+# Leaves nothing running: a throwaway mariadbd is stopped and deleted on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/mysql.sh
+. scripts/mysql.sh
+# shellcheck source=scripts/buf.sh
+. scripts/buf.sh
+
+export RUST_BACKTRACE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+trap mysql_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- steps -------------------------------------------------------------------------
+
+step_toolchain() {
+  step "toolchain: cargo, rustfmt, clippy"
+  command -v cargo >/dev/null 2>&1 || { echo "ERROR: cargo not found (install Rust with rustup)" >&2; return 1; }
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null 2>&1 || { echo "ERROR: rustfmt/clippy missing and no rustup to add them" >&2; return 1; }
+    rustup component add rustfmt clippy
+  fi
+  cargo --version
+}
+
+step_mysql() {
+  step "mysql: a server for the MySQL-backed tests"
+  mysql_ensure
+  echo "TASKD_TEST_MYSQL_URL=$TASKD_TEST_MYSQL_URL"
+}
+
+step_buf() {
+  step "buf lint"
+  buf_ensure
+  "$BUF" lint
+  echo "buf lint: ok ($("$BUF" --version))"
+}
+
+step_fmt() {
+  step "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+}
+
+step_clippy() {
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --all-targets -- -D warnings
+}
+
+step_test() {
+  local runner=${TASKD_TEST_RUNNER:-}
+  if [ -z "$runner" ]; then
+    if cargo nextest --version >/dev/null 2>&1; then runner=nextest; else runner=cargo; fi
+  fi
+  case "$runner" in
+    nextest)
+      step "cargo nextest run --all-targets $*"
+      cargo nextest run --all-targets --no-tests=fail "$@"
+      ;;
+    cargo)
+      step "cargo test --all-targets $*"
+      cargo test --all-targets "$@"
+      ;;
+    *) echo "ERROR: TASKD_TEST_RUNNER must be cargo or nextest, not '$runner'" >&2; return 1 ;;
+  esac
+}
+
+# A later step (e.g. the Python client's tests) is one more function above plus one
+# more name in CHECK_STEPS below.
+SETUP_STEPS=(toolchain mysql buf)
+CHECK_STEPS=(fmt clippy test)
+
+# ---- main --------------------------------------------------------------------------
+
+setup_only=0
+runner_args=()
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --setup-only) setup_only=1 ;;
+    --) shift; runner_args=("$@"); break ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for s in "${SETUP_STEPS[@]}"; do "step_$s"; done
+if [ "$setup_only" -eq 1 ]; then
+  step "set-up done (--setup-only)"
+  exit 0
+fi
+for s in "${CHECK_STEPS[@]}"; do
+  if [ "$s" = test ]; then "step_$s" "${runner_args[@]}"; else "step_$s"; fi
+done

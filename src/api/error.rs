@@ -1,0 +1,146 @@
+//! The one place that decides which gRPC code a failure gets.
+//!
+//! Bad input → INVALID_ARGUMENT with `google.rpc.BadRequest` field
+//! violations; missing → NOT_FOUND; duplicate → ALREADY_EXISTS; version
+//! mismatch → ABORTED with an `ErrorInfo` carrying the current version; no
+//! leader / no quorum → UNAVAILABLE; everything else → INTERNAL with a
+//! generic message, the detail going to the log only (never SQL text).
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::domain::Rejection;
+
+/// The `ErrorInfo.domain` of taskd's errors.
+pub const ERROR_DOMAIN: &str = "taskd.v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("task {id:?} not found")]
+    NotFound { id: String },
+    #[error("request_id {request_id:?} was already used to create task {id:?}, which has since been deleted")]
+    RequestIdReused { request_id: String, id: String },
+    #[error("task {id:?} is at version {current}, not the expected version {expected}; nothing was changed")]
+    VersionMismatch {
+        id: String,
+        expected: u64,
+        current: u64,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// A failure that is not the caller's: logged in full, answered generically.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    /// One bad field.
+    pub fn field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {error}"))
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        match rejection {
+            Rejection::NotFound { id } => Self::NotFound { id },
+            Rejection::VersionMismatch {
+                id,
+                expected,
+                current,
+            } => Self::VersionMismatch {
+                id,
+                expected,
+                current,
+            },
+            Rejection::RequestIdTaskDeleted { request_id, id } => {
+                Self::RequestIdReused { request_id, id }
+            }
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        let message = error.to_string();
+        match error {
+            ApiError::InvalidArgument(violations) => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(violations),
+            ),
+            ApiError::NotFound { .. } => Status::not_found(message),
+            ApiError::RequestIdReused { .. } => Status::already_exists(message),
+            ApiError::VersionMismatch {
+                expected, current, ..
+            } => {
+                let metadata = HashMap::from([
+                    ("expected_version".to_string(), expected.to_string()),
+                    ("current_version".to_string(), current.to_string()),
+                ]);
+                Status::with_error_details(
+                    Code::Aborted,
+                    message,
+                    ErrorDetails::with_error_info("VERSION_MISMATCH", ERROR_DOMAIN, metadata),
+                )
+            }
+            ApiError::Unavailable(_) => Status::unavailable(message),
+            ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                Status::internal("internal error; the server log has the details")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_mismatch_is_aborted_with_current_version() {
+        let status = Status::from(ApiError::from(Rejection::VersionMismatch {
+            id: "t".into(),
+            expected: 1,
+            current: 3,
+        }));
+        assert_eq!(status.code(), Code::Aborted);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.metadata["current_version"], "3");
+    }
+
+    #[test]
+    fn invalid_argument_names_fields() {
+        let status = Status::from(ApiError::field("title", "must not be empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("title"));
+        let bad = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "title");
+    }
+
+    #[test]
+    fn internal_never_leaks_detail() {
+        let status = Status::from(ApiError::internal("apply", "SELECT * FROM tasks failed"));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("SELECT"));
+    }
+}

@@ -1,0 +1,19 @@
+//! The gRPC API of a node: the public `TaskService` and the internal
+//! `RaftService`, both on the node's one port.
+//!
+//! - [`convert`]: proto ↔ domain, all input validation.
+//! - [`list`]: ListTasks filters and page tokens.
+//! - [`error`]: the one mapping of failures to gRPC codes.
+//! - [`route`]: finding the leader, proposing, read-index, forwarding.
+//! - [`task_service`] / [`raft_service`]: the handlers.
+
+pub mod convert;
+pub mod error;
+pub mod list;
+pub mod raft_service;
+pub mod route;
+pub mod task_service;
+
+pub use raft_service::RaftApi;
+pub use route::NodeContext;
+pub use task_service::TaskApi;

@@ -1,0 +1,94 @@
+//! `taskd.v1.RaftService`: openraft's RPCs arriving from peers, and the
+//! cluster status.
+
+use openraft::BasicNode;
+use tonic::{Request, Response, Status};
+
+use crate::proto::raft_service_server::RaftService;
+use crate::proto::{self, Member};
+use crate::raft::{codec, NodeId, Raft};
+
+/// The internal API of one node.
+pub struct RaftApi {
+    id: NodeId,
+    raft: Raft,
+}
+
+impl RaftApi {
+    pub fn new(id: NodeId, raft: Raft) -> Self {
+        Self { id, raft }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
+    codec::decode(payload)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn encode<T: serde::Serialize>(reply: &T) -> Result<Vec<u8>, Status> {
+    codec::encode(reply).map_err(|e| {
+        tracing::error!(error = %e, "encoding a raft reply");
+        Status::internal("internal error")
+    })
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftApi {
+    async fn vote(
+        &self,
+        request: Request<proto::VoteRequest>,
+    ) -> Result<Response<proto::VoteResponse>, Status> {
+        let rpc = decode(&request.into_inner().payload)?;
+        let reply = self.raft.vote(rpc).await;
+        Ok(Response::new(proto::VoteResponse {
+            payload: encode(&reply)?,
+        }))
+    }
+
+    async fn append_entries(
+        &self,
+        request: Request<proto::AppendEntriesRequest>,
+    ) -> Result<Response<proto::AppendEntriesResponse>, Status> {
+        let rpc = decode(&request.into_inner().payload)?;
+        let reply = self.raft.append_entries(rpc).await;
+        Ok(Response::new(proto::AppendEntriesResponse {
+            payload: encode(&reply)?,
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<proto::InstallSnapshotRequest>,
+    ) -> Result<Response<proto::InstallSnapshotResponse>, Status> {
+        let rpc = decode(&request.into_inner().payload)?;
+        let reply = self.raft.install_snapshot(rpc).await;
+        Ok(Response::new(proto::InstallSnapshotResponse {
+            payload: encode(&reply)?,
+        }))
+    }
+
+    async fn get_cluster_status(
+        &self,
+        _request: Request<proto::GetClusterStatusRequest>,
+    ) -> Result<Response<proto::GetClusterStatusResponse>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let members = membership
+            .nodes()
+            .map(|(id, node): (&NodeId, &BasicNode)| Member {
+                node_id: *id,
+                address: node.addr.clone(),
+                voter: membership.voter_ids().any(|v| v == *id),
+            })
+            .collect();
+        Ok(Response::new(proto::GetClusterStatusResponse {
+            node_id: self.id,
+            leader_id: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            members,
+        }))
+    }
+}

@@ -1,0 +1,284 @@
+//! Where a call is served: writes and linearizable reads need the leader.
+//!
+//! A node that is not the leader forwards the whole call to the leader over
+//! the public API (the client never sees "not leader"). A forwarded call is
+//! marked with a hop count so that a call chasing a moving leader gives up
+//! with UNAVAILABLE instead of looping. Every wait is bounded by the
+//! client's `grpc-timeout`, or by [`QUORUM_WAIT`] when it sent none.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::error::ApiError;
+use crate::domain::{Command, CommandResult, Micros};
+use crate::proto::task_service_client::TaskServiceClient;
+use crate::raft::network::{channel, MAX_MESSAGE_BYTES};
+use crate::raft::{NodeId, Raft, QUORUM_WAIT};
+use crate::store::Store;
+
+/// Metadata key counting how often a call has been forwarded.
+pub const FORWARDED_HEADER: &str = "x-taskd-forwarded";
+/// A call forwarded this many times gives up: leadership is moving.
+pub const MAX_HOPS: u32 = 3;
+
+/// What every handler needs of its node.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub store: Store,
+    leaders: Arc<Mutex<HashMap<String, TaskServiceClient<Channel>>>>,
+}
+
+/// One incoming call's routing state: how far it travelled, how long it may take.
+pub struct Call {
+    hops: u32,
+    deadline: Instant,
+    /// Whether `deadline` is the client's (DEADLINE_EXCEEDED) or ours (UNAVAILABLE).
+    client_deadline: bool,
+}
+
+/// A call that this node cannot serve: send it to the leader with this client.
+pub struct Forward {
+    pub client: TaskServiceClient<Channel>,
+    hops: u32,
+    deadline: Instant,
+}
+
+impl Forward {
+    /// Wraps `message` for the leader: hop count, and the remaining deadline.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert(FORWARDED_HEADER, (self.hops + 1).into());
+        request.set_timeout(self.deadline.saturating_duration_since(Instant::now()));
+        request
+    }
+}
+
+/// The outcome of routing a call.
+pub enum Routed<T> {
+    Here(T),
+    Leader(Forward),
+}
+
+impl Call {
+    pub fn new<T>(request: &tonic::Request<T>) -> Self {
+        let metadata = request.metadata();
+        let hops = metadata
+            .get(FORWARDED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let client_timeout = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let (budget, client_deadline) = match client_timeout {
+            Some(t) if t <= QUORUM_WAIT => (t, true),
+            _ => (QUORUM_WAIT, false),
+        };
+        Self {
+            hops,
+            deadline: Instant::now() + budget,
+            client_deadline,
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> ApiError {
+        if self.client_deadline {
+            ApiError::DeadlineExceeded(format!("deadline exceeded while {what}"))
+        } else {
+            ApiError::Unavailable(format!(
+                "{what} took longer than {}s: no leader or no quorum (is a majority of nodes up?)",
+                QUORUM_WAIT.as_secs()
+            ))
+        }
+    }
+}
+
+/// Parses gRPC's `grpc-timeout` header: up to 8 digits and a unit.
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The proposer's clock, in microseconds: the only clock commands see.
+pub fn now_micros() -> Micros {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+enum Leader {
+    Me,
+    Other(NodeId, String),
+}
+
+impl NodeContext {
+    pub fn new(id: NodeId, raft: Raft, store: Store) -> Self {
+        Self {
+            id,
+            raft,
+            store,
+            leaders: Arc::default(),
+        }
+    }
+
+    /// Waits, within the call's budget, until some node is known as leader.
+    async fn leader(&self, call: &Call) -> Result<Leader, ApiError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if let Some(leader) = m.current_leader {
+                    if leader == self.id {
+                        return Ok(Leader::Me);
+                    }
+                    if let Some(node) = m.membership_config.membership().get_node(&leader) {
+                        return Ok(Leader::Other(leader, node.addr.clone()));
+                    }
+                }
+            }
+            match tokio::time::timeout_at(call.deadline, metrics.changed()).await {
+                Err(_) => return Err(call.timed_out("waiting for a leader")),
+                Ok(Err(_)) => {
+                    return Err(ApiError::Unavailable("this node is shutting down".into()))
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    fn forward(&self, call: &Call, leader: NodeId, addr: &str) -> Result<Forward, ApiError> {
+        if call.hops >= MAX_HOPS {
+            return Err(ApiError::Unavailable(format!(
+                "leadership is changing (forwarded {} times, last to node {leader}); retry",
+                call.hops
+            )));
+        }
+        let client = {
+            let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+            match leaders.get(addr) {
+                Some(client) => client.clone(),
+                None => {
+                    let ch = channel(addr).map_err(|e| ApiError::internal("leader address", e))?;
+                    let client = TaskServiceClient::new(ch)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                    leaders.insert(addr.to_string(), client.clone());
+                    client
+                }
+            }
+        };
+        Ok(Forward {
+            client,
+            hops: call.hops,
+            deadline: call.deadline,
+        })
+    }
+
+    /// Proposes the command built by `command` on the leader, or says where
+    /// the leader is. The command is built only here, on the leader, so ids
+    /// and times come from the proposer.
+    pub async fn write(
+        &self,
+        call: &Call,
+        command: impl Fn() -> Command,
+    ) -> Result<Routed<CommandResult>, ApiError> {
+        loop {
+            let (id, addr) = match self.leader(call).await? {
+                Leader::Other(id, addr) => (id, addr),
+                Leader::Me => {
+                    let write = self.raft.client_write(command());
+                    match tokio::time::timeout_at(call.deadline, write).await {
+                        Err(_) => {
+                            return Err(
+                                call.timed_out("committing the write (it may still be applied)")
+                            )
+                        }
+                        Ok(Ok(response)) => return Ok(Routed::Here(response.data)),
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                            match (f.leader_id, f.leader_node) {
+                                (Some(id), Some(node)) => (id, node.addr),
+                                // Leadership just moved and nobody knows where: wait.
+                                _ => continue,
+                            }
+                        }
+                        Ok(Err(e)) => return Err(raft_failure(e)),
+                    }
+                }
+            };
+            return Ok(Routed::Leader(self.forward(call, id, &addr)?));
+        }
+    }
+
+    /// Makes a following local read linearizable (read-index on the leader),
+    /// or says where the leader is.
+    pub async fn linearize(&self, call: &Call) -> Result<Routed<()>, ApiError> {
+        loop {
+            let (id, addr) = match self.leader(call).await? {
+                Leader::Other(id, addr) => (id, addr),
+                Leader::Me => {
+                    let check = self.raft.ensure_linearizable();
+                    match tokio::time::timeout_at(call.deadline, check).await {
+                        Err(_) => return Err(call.timed_out("confirming leadership with a quorum")),
+                        Ok(Ok(_)) => return Ok(Routed::Here(())),
+                        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                            match (f.leader_id, f.leader_node) {
+                                (Some(id), Some(node)) => (id, node.addr),
+                                _ => continue,
+                            }
+                        }
+                        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                            return Err(ApiError::Unavailable(format!(
+                                "no quorum: this leader could not reach a majority ({e})"
+                            )))
+                        }
+                        Ok(Err(e)) => return Err(raft_failure(e)),
+                    }
+                }
+            };
+            return Ok(Routed::Leader(self.forward(call, id, &addr)?));
+        }
+    }
+}
+
+fn raft_failure<E: std::error::Error>(error: RaftError<NodeId, E>) -> ApiError {
+    match error {
+        RaftError::Fatal(fatal) => {
+            ApiError::Unavailable(format!("this node's Raft has stopped: {fatal}"))
+        }
+        RaftError::APIError(e) => ApiError::internal("raft", e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! `taskd.v1.TaskService`: validate, route (leader or forward), answer.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::error::ApiError;
+use super::list::ListRequest;
+use super::route::{now_micros, Call, NodeContext, Routed};
+use crate::domain::{Command, CommandResult, Task};
+use crate::proto::task_service_server::TaskService;
+use crate::proto::{self, ReadConsistency};
+
+/// The public API of one node.
+pub struct TaskApi {
+    ctx: NodeContext,
+}
+
+impl TaskApi {
+    pub fn new(ctx: NodeContext) -> Self {
+        Self { ctx }
+    }
+}
+
+/// The task a write left behind, or why it changed nothing.
+fn applied_task(result: CommandResult) -> Result<Task, ApiError> {
+    match result {
+        CommandResult::Task(task) => Ok(task),
+        CommandResult::Rejected(rejection) => Err(rejection.into()),
+        other => Err(ApiError::internal(
+            "apply",
+            format!("unexpected result {other:?}"),
+        )),
+    }
+}
+
+/// Whether a read must go through the leader's read-index.
+fn is_stale(field: &str, consistency: i32) -> Result<bool, ApiError> {
+    match ReadConsistency::try_from(consistency) {
+        Ok(ReadConsistency::Stale) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(_) => Err(ApiError::field(
+            field,
+            format!("unknown ReadConsistency value {consistency}"),
+        )),
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    ApiError::internal("read", e)
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn create_task(
+        &self,
+        request: Request<proto::CreateTaskRequest>,
+    ) -> Result<Response<proto::CreateTaskResponse>, Status> {
+        let (task, request_id) = convert::new_task(request.get_ref())?;
+        let call = Call::new(&request);
+        let make = || Command::CreateTask {
+            id: uuid::Uuid::now_v7().to_string(),
+            request_id: request_id.clone(),
+            now: now_micros(),
+            task: task.clone(),
+        };
+        match self.ctx.write(&call, make).await? {
+            Routed::Here(result) => Ok(Response::new(proto::CreateTaskResponse {
+                task: Some(applied_task(result)?.into()),
+            })),
+            Routed::Leader(mut to) => {
+                to.client
+                    .create_task(to.request(request.into_inner()))
+                    .await
+            }
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<proto::GetTaskRequest>,
+    ) -> Result<Response<proto::GetTaskResponse>, Status> {
+        let req = request.get_ref();
+        convert::task_id("id", &req.id)?;
+        if !is_stale("consistency", req.consistency)? {
+            if let Routed::Leader(mut to) = self.ctx.linearize(&Call::new(&request)).await? {
+                return to.client.get_task(to.request(request.into_inner())).await;
+            }
+        }
+        let id = &request.get_ref().id;
+        let task = self.ctx.store.get_task(id).await.map_err(store_error)?;
+        let task = task.ok_or_else(|| ApiError::NotFound { id: id.clone() })?;
+        Ok(Response::new(proto::GetTaskResponse {
+            task: Some(task.into()),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<proto::ListTasksRequest>,
+    ) -> Result<Response<proto::ListTasksResponse>, Status> {
+        let list = ListRequest::parse(request.get_ref())?;
+        if !is_stale("consistency", request.get_ref().consistency)? {
+            if let Routed::Leader(mut to) = self.ctx.linearize(&Call::new(&request)).await? {
+                return to.client.list_tasks(to.request(request.into_inner())).await;
+            }
+        }
+        // One more than a page tells whether another page follows.
+        let mut query = list.query.clone();
+        query.limit += 1;
+        let mut tasks = self
+            .ctx
+            .store
+            .list_tasks(&query)
+            .await
+            .map_err(store_error)?;
+        let next_page_token = if tasks.len() > list.query.limit as usize {
+            tasks.truncate(list.query.limit as usize);
+            tasks
+                .last()
+                .map(|last| list.next_page_token(last))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListTasksResponse {
+            tasks: tasks.into_iter().map(Into::into).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_task(
+        &self,
+        request: Request<proto::UpdateTaskRequest>,
+    ) -> Result<Response<proto::UpdateTaskResponse>, Status> {
+        let (id, patch) = convert::task_patch(request.get_ref())?;
+        let expected_version = request.get_ref().expected_version;
+        let call = Call::new(&request);
+        let make = || Command::UpdateTask {
+            id: id.clone(),
+            expected_version,
+            now: now_micros(),
+            patch: patch.clone(),
+        };
+        match self.ctx.write(&call, make).await? {
+            Routed::Here(result) => Ok(Response::new(proto::UpdateTaskResponse {
+                task: Some(applied_task(result)?.into()),
+            })),
+            Routed::Leader(mut to) => {
+                to.client
+                    .update_task(to.request(request.into_inner()))
+                    .await
+            }
+        }
+    }
+
+    async fn delete_task(
+        &self,
+        request: Request<proto::DeleteTaskRequest>,
+    ) -> Result<Response<proto::DeleteTaskResponse>, Status> {
+        let req = request.get_ref();
+        convert::task_id("id", &req.id)?;
+        let (id, expected_version) = (req.id.clone(), req.expected_version);
+        let call = Call::new(&request);
+        let make = || Command::DeleteTask {
+            id: id.clone(),
+            expected_version,
+            now: now_micros(),
+        };
+        match self.ctx.write(&call, make).await? {
+            Routed::Here(CommandResult::Deleted { .. }) => {
+                Ok(Response::new(proto::DeleteTaskResponse {}))
+            }
+            Routed::Here(result) => Err(applied_task(result)
+                .err()
+                .unwrap_or_else(|| ApiError::internal("apply", "a delete returned a task"))
+                .into()),
+            Routed::Leader(mut to) => {
+                to.client
+                    .delete_task(to.request(request.into_inner()))
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The task model shared by every layer: what a task is, the commands that
+//! change tasks (the Raft log's application payload), and their outcomes.
+//!
+//! No prost, sqlx or openraft types here: `api::convert` maps proto to these,
+//! `store` maps these to rows. Times are microseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the Unix epoch (UTC).
+pub type Micros = i64;
+
+/// How long a `CreateTask.request_id` is remembered, measured in the proposer
+/// times carried by commands (never a node's clock at apply).
+pub const REQUEST_ID_TTL_MICROS: Micros = 24 * 60 * 60 * 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(i32)]
+pub enum TaskStatus {
+    Todo = 1,
+    InProgress = 2,
+    Done = 3,
+    Cancelled = 4,
+}
+
+impl TaskStatus {
+    pub fn from_i32(value: i32) -> Option<Self> {
+        match value {
+            1 => Some(Self::Todo),
+            2 => Some(Self::InProgress),
+            3 => Some(Self::Done),
+            4 => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Priority 0 means "unspecified" and is kept as such.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(i32)]
+pub enum TaskPriority {
+    Unspecified = 0,
+    Low = 1,
+    Medium = 2,
+    High = 3,
+    Urgent = 4,
+}
+
+impl TaskPriority {
+    pub fn from_i32(value: i32) -> Option<Self> {
+        match value {
+            0 => Some(Self::Unspecified),
+            1 => Some(Self::Low),
+            2 => Some(Self::Medium),
+            3 => Some(Self::High),
+            4 => Some(Self::Urgent),
+            _ => None,
+        }
+    }
+}
+
+/// A task as stored and as returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub priority: TaskPriority,
+    pub deadline: Option<Micros>,
+    pub assignee: String,
+    pub labels: Vec<String>,
+    pub create_time: Micros,
+    pub update_time: Micros,
+    pub version: u64,
+}
+
+/// The user-writable fields of a new task, already validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTask {
+    pub title: String,
+    pub description: String,
+    pub status: TaskStatus,
+    pub priority: TaskPriority,
+    pub deadline: Option<Micros>,
+    pub assignee: String,
+    pub labels: Vec<String>,
+}
+
+/// The fields an update changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<TaskStatus>,
+    pub priority: Option<TaskPriority>,
+    /// `Some(None)` clears the deadline.
+    pub deadline: Option<Option<Micros>>,
+    pub assignee: Option<String>,
+    pub labels: Option<Vec<String>>,
+}
+
+impl TaskPatch {
+    /// Applies the patch to `task` in place (no version or time change).
+    pub fn apply_to(&self, task: &mut Task) {
+        if let Some(v) = &self.title {
+            task.title.clone_from(v);
+        }
+        if let Some(v) = &self.description {
+            task.description.clone_from(v);
+        }
+        if let Some(v) = self.status {
+            task.status = v;
+        }
+        if let Some(v) = self.priority {
+            task.priority = v;
+        }
+        if let Some(v) = self.deadline {
+            task.deadline = v;
+        }
+        if let Some(v) = &self.assignee {
+            task.assignee.clone_from(v);
+        }
+        if let Some(v) = &self.labels {
+            task.labels.clone_from(v);
+        }
+    }
+}
+
+/// A change to the task table: the application payload of a Raft log entry.
+///
+/// Everything that is not a pure function of the current state (the new id,
+/// the time) is chosen by the proposer and carried here, so that applying a
+/// command gives the same result on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateTask {
+        id: String,
+        /// The client's idempotency key; `None` when it sent none.
+        request_id: Option<String>,
+        now: Micros,
+        task: NewTask,
+    },
+    UpdateTask {
+        id: String,
+        /// 0 = unconditional.
+        expected_version: u64,
+        now: Micros,
+        patch: TaskPatch,
+    },
+    DeleteTask {
+        id: String,
+        /// 0 = unconditional.
+        expected_version: u64,
+        now: Micros,
+    },
+}
+
+/// Why a command changed nothing. Decided at apply, identical on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    NotFound {
+        id: String,
+    },
+    VersionMismatch {
+        id: String,
+        expected: u64,
+        current: u64,
+    },
+    /// The request_id was seen before, but the task it created is gone.
+    RequestIdTaskDeleted {
+        request_id: String,
+        id: String,
+    },
+}
+
+/// The result of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// A blank or membership entry: nothing for a client.
+    None,
+    /// The task as it is after the command.
+    Task(Task),
+    Deleted {
+        id: String,
+    },
+    Rejected(Rejection),
+}

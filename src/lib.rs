@@ -1,0 +1,22 @@
+//! taskd: a highly available task-management service.
+//!
+//! # Layout: the path of a write, top to bottom
+//! - [`config`]: the command line (`taskd serve`, `taskd dev`), one clap struct per command.
+//! - [`server`]: one node: binds nothing itself, takes a listener and a shutdown future.
+//! - [`dev`]: `taskd dev`, a local cluster of N nodes in one process.
+//! - [`api`]: gRPC handlers (`TaskService`, `RaftService`), validation and proto ↔
+//!   domain conversions, forwarding to the leader, the one error → status mapping.
+//! - [`raft`]: openraft's type config, the gRPC network between nodes, and the
+//!   log-storage and state-machine adapters over [`store`].
+//! - [`store`]: sqlx on MySQL or SQLite: the task tables, the Raft log, snapshots.
+//! - [`domain`]: tasks and the commands that change them; shared by every layer.
+//! - [`proto`]: the generated `taskd.v1` stubs.
+
+pub mod api;
+pub mod config;
+pub mod dev;
+pub mod domain;
+pub mod proto;
+pub mod raft;
+pub mod server;
+pub mod store;

@@ -1,0 +1,171 @@
+//! The network between nodes: openraft's RPCs over the internal gRPC
+//! `RaftService`, on the same port as the public API.
+//!
+//! Each payload is an openraft message encoded by [`super::codec`]; each
+//! reply carries `Result<response, RaftError>` so a remote Raft error reaches
+//! openraft as a `RemoteError`, and a transport failure as `Unreachable`
+//! (openraft then backs off instead of hammering a dead peer).
+
+use std::time::Duration;
+
+use openraft::error::{
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::codec;
+use super::{NodeId, TypeConfig};
+use crate::proto;
+use crate::proto::raft_service_client::RaftServiceClient;
+
+/// The largest gRPC message a node sends or accepts: room for a full batch
+/// of `max_payload_entries` large tasks, and a snapshot chunk.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Opens a lazily connected, reconnecting channel to a node at `addr`
+/// (`host:port`). Shared by the Raft network and leader forwarding.
+pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Makes one [`PeerClient`] per target node.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        let client = channel(&node.addr)
+            .map(|ch| {
+                RaftServiceClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            })
+            .map_err(|e| format!("bad address {:?}: {e}", node.addr));
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+/// The RPC client for one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable> {
+        self.client
+            .clone()
+            .map_err(|e| Unreachable::new(&std::io::Error::other(e)))
+    }
+
+    fn decode_reply<T, E>(&self, payload: &[u8]) -> RpcResult<T, E>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let reply: Result<T, RaftError<NodeId, E>> =
+            codec::decode(payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        reply.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                BasicNode::new(&self.addr),
+                e,
+            ))
+        })
+    }
+}
+
+fn encode_rpc<T: Serialize>(rpc: &T) -> Result<Vec<u8>, NetworkError> {
+    codec::encode(rpc).map_err(|e| NetworkError::new(&e))
+}
+
+/// Maps a failed gRPC call: a peer that cannot be reached is `Unreachable`
+/// (openraft backs off), anything else a retryable network error.
+fn status_to_rpc_error<E: std::error::Error>(
+    status: tonic::Status,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown => {
+            RPCError::Unreachable(Unreachable::new(&status))
+        }
+        _ => RPCError::Network(NetworkError::new(&status)),
+    }
+}
+
+fn with_deadline<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(option.hard_ttl());
+    request
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
+        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let reply = self
+            .client()?
+            .append_entries(with_deadline(
+                proto::AppendEntriesRequest { payload },
+                &option,
+            ))
+            .await
+            .map_err(status_to_rpc_error)?;
+        self.decode_reply(&reply.into_inner().payload)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let reply = self
+            .client()?
+            .install_snapshot(with_deadline(
+                proto::InstallSnapshotRequest { payload },
+                &option,
+            ))
+            .await
+            .map_err(status_to_rpc_error)?;
+        self.decode_reply(&reply.into_inner().payload)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
+        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let reply = self
+            .client()?
+            .vote(with_deadline(proto::VoteRequest { payload }, &option))
+            .await
+            .map_err(status_to_rpc_error)?;
+        self.decode_reply(&reply.into_inner().payload)
+    }
+}

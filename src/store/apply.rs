@@ -1,0 +1,246 @@
+//! The state machine's one write path: a batch of commands in one transaction.
+//!
+//! Two reads load everything the batch can touch (the request ids of its
+//! creates, then the tasks its updates/deletes and those request ids name),
+//! the commands run in order over an in-memory overlay so that later entries
+//! see earlier ones, and the changes go back as multi-row statements together
+//! with `sm_meta`. No clock, no randomness: every node gets the same results.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::domain::{Command, CommandResult, Micros, Rejection, Task, REQUEST_ID_TTL_MICROS};
+
+use super::pool::{Arg, Stmt};
+use super::rows::{
+    delete_in, select_in, write_request_ids, write_sm_meta, write_tasks, RequestIdDbRow, TaskRow,
+    TASK_COLUMNS,
+};
+use super::{RequestIdRow, SmMeta, Store, StoreError};
+
+/// The batch's view of the tables: loaded rows plus the batch's own changes.
+#[derive(Default)]
+struct Overlay {
+    /// `None` = deleted (or never existed). Ids not present were not loaded,
+    /// which means no command of the batch refers to them.
+    tasks: HashMap<String, Option<Task>>,
+    request_ids: HashMap<String, RequestIdRow>,
+    /// Ids whose row (and labels) must be rewritten or deleted.
+    dirty: BTreeSet<String>,
+    new_request_ids: BTreeMap<String, RequestIdRow>,
+    /// The largest `now` seen so far in the batch: request-id expiry is
+    /// measured against it, never against a local clock.
+    now_max: Option<Micros>,
+}
+
+impl Overlay {
+    fn apply(&mut self, command: &Command) -> CommandResult {
+        match command {
+            Command::CreateTask {
+                id,
+                request_id,
+                now,
+                task,
+            } => {
+                self.see_now(*now);
+                if let Some(request_id) = request_id {
+                    if let Some(known) = self.live_request_id(request_id) {
+                        let task_id = known.task_id.clone();
+                        return match self.tasks.get(&task_id).cloned().flatten() {
+                            Some(task) => CommandResult::Task(task),
+                            None => CommandResult::Rejected(Rejection::RequestIdTaskDeleted {
+                                request_id: request_id.clone(),
+                                id: task_id,
+                            }),
+                        };
+                    }
+                    let row = RequestIdRow {
+                        request_id: request_id.clone(),
+                        task_id: id.clone(),
+                        create_time: *now,
+                    };
+                    self.request_ids.insert(request_id.clone(), row.clone());
+                    self.new_request_ids.insert(request_id.clone(), row);
+                }
+                let created = Task {
+                    id: id.clone(),
+                    title: task.title.clone(),
+                    description: task.description.clone(),
+                    status: task.status,
+                    priority: task.priority,
+                    deadline: task.deadline,
+                    assignee: task.assignee.clone(),
+                    labels: task.labels.clone(),
+                    create_time: *now,
+                    update_time: *now,
+                    version: 1,
+                };
+                self.put(Some(created.clone()), id);
+                CommandResult::Task(created)
+            }
+            Command::UpdateTask {
+                id,
+                expected_version,
+                now,
+                patch,
+            } => {
+                self.see_now(*now);
+                let mut task = match self.current(id, *expected_version) {
+                    Ok(task) => task,
+                    Err(rejection) => return CommandResult::Rejected(rejection),
+                };
+                patch.apply_to(&mut task);
+                task.version += 1;
+                task.update_time = task.update_time.max(*now);
+                self.put(Some(task.clone()), id);
+                CommandResult::Task(task)
+            }
+            Command::DeleteTask {
+                id,
+                expected_version,
+                now,
+            } => {
+                self.see_now(*now);
+                if let Err(rejection) = self.current(id, *expected_version) {
+                    return CommandResult::Rejected(rejection);
+                }
+                self.put(None, id);
+                CommandResult::Deleted { id: id.clone() }
+            }
+        }
+    }
+
+    fn see_now(&mut self, now: Micros) {
+        self.now_max = Some(self.now_max.map_or(now, |max| max.max(now)));
+    }
+
+    fn expired_before(&self) -> Option<Micros> {
+        self.now_max
+            .map(|now| now.saturating_sub(REQUEST_ID_TTL_MICROS))
+    }
+
+    fn live_request_id(&self, request_id: &str) -> Option<&RequestIdRow> {
+        let known = self.request_ids.get(request_id)?;
+        let expired = self
+            .expired_before()
+            .is_some_and(|limit| known.create_time < limit);
+        (!expired).then_some(known)
+    }
+
+    /// The task a conditional update/delete acts on, or why it can't.
+    fn current(&self, id: &str, expected_version: u64) -> Result<Task, Rejection> {
+        let Some(task) = self.tasks.get(id).cloned().flatten() else {
+            return Err(Rejection::NotFound { id: id.to_owned() });
+        };
+        if expected_version != 0 && expected_version != task.version {
+            return Err(Rejection::VersionMismatch {
+                id: id.to_owned(),
+                expected: expected_version,
+                current: task.version,
+            });
+        }
+        Ok(task)
+    }
+
+    fn put(&mut self, task: Option<Task>, id: &str) {
+        self.tasks.insert(id.to_owned(), task);
+        self.dirty.insert(id.to_owned());
+    }
+
+    /// The statements that make the tables equal to the overlay.
+    fn write_stmts<'a>(&'a self, meta: &'a SmMeta) -> Result<Vec<Stmt<'a>>, StoreError> {
+        let dirty: Vec<&str> = self.dirty.iter().map(String::as_str).collect();
+        let mut live = Vec::new();
+        let mut deleted = Vec::new();
+        for id in &dirty {
+            match self.tasks.get(*id).and_then(Option::as_ref) {
+                Some(task) => live.push(task),
+                None => deleted.push(*id),
+            }
+        }
+        let mut stmts = delete_in("task_labels", "task_id", &dirty);
+        stmts.extend(delete_in("tasks", "id", &deleted));
+        stmts.extend(write_tasks(&live)?);
+        let new_request_ids: Vec<&RequestIdRow> = self.new_request_ids.values().collect();
+        stmts.extend(write_request_ids(&new_request_ids));
+        if let Some(limit) = self.expired_before() {
+            stmts.push(Stmt::new(
+                "DELETE FROM request_ids WHERE create_time < ?",
+                vec![Arg::Int(limit)],
+            ));
+        }
+        stmts.push(write_sm_meta(meta));
+        Ok(stmts)
+    }
+}
+
+impl Store {
+    /// Applies a batch of log entries in ONE transaction: `None` is a blank
+    /// or membership entry (result [`CommandResult::None`]). `meta` is
+    /// written in the same transaction, so task rows and `last_applied`
+    /// commit together. Returns one result per entry, in order.
+    pub async fn apply_batch(
+        &self,
+        entries: &[Option<&Command>],
+        meta: &SmMeta,
+    ) -> Result<Vec<CommandResult>, StoreError> {
+        let mut request_ids: Vec<&str> = Vec::new();
+        let mut task_ids: BTreeSet<&str> = BTreeSet::new();
+        for command in entries.iter().flatten() {
+            match command {
+                Command::CreateTask { request_id, .. } => {
+                    request_ids.extend(request_id.as_deref());
+                }
+                Command::UpdateTask { id, .. } | Command::DeleteTask { id, .. } => {
+                    task_ids.insert(id);
+                }
+            }
+        }
+        request_ids.sort_unstable();
+        request_ids.dedup();
+        let request_id_loads = select_in(
+            "request_id, task_id, create_time",
+            "request_ids",
+            "request_id",
+            &request_ids,
+        );
+
+        on_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut overlay = Overlay::default();
+            for stmt in &request_id_loads {
+                let rows: Vec<RequestIdDbRow> = bind_args!(sqlx::query_as(&stmt.sql), stmt.args)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in rows {
+                    let row = RequestIdRow::try_from(row)?;
+                    overlay.request_ids.insert(row.request_id.clone(), row);
+                }
+            }
+            let mut load_ids: BTreeSet<&str> = task_ids.clone();
+            load_ids.extend(overlay.request_ids.values().map(|r| r.task_id.as_str()));
+            let load_ids: Vec<&str> = load_ids.into_iter().collect();
+            for stmt in select_in(TASK_COLUMNS, "tasks", "id", &load_ids) {
+                let rows: Vec<TaskRow> = bind_args!(sqlx::query_as(&stmt.sql), stmt.args)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in rows {
+                    let task = Task::try_from(row)?;
+                    overlay.tasks.insert(task.id.clone(), Some(task));
+                }
+            }
+
+            let results: Vec<CommandResult> = entries
+                .iter()
+                .map(|entry| entry.map_or(CommandResult::None, |c| overlay.apply(c)))
+                .collect();
+
+            let stmts = overlay.write_stmts(meta)?;
+            exec_stmts!(tx, stmts);
+            tx.commit().await?;
+            Ok(results)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

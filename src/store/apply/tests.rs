@@ -1,0 +1,263 @@
+use crate::domain::{
+    Command, CommandResult, Rejection, Task, TaskPatch, TaskStatus, REQUEST_ID_TTL_MICROS,
+};
+
+use super::super::testutil::{apply, create, each_backend, new_task};
+use super::super::{SmMeta, Store};
+
+fn update(id: &str, expected_version: u64, now: i64, patch: TaskPatch) -> Command {
+    Command::UpdateTask {
+        id: id.to_owned(),
+        expected_version,
+        now,
+        patch,
+    }
+}
+
+fn delete(id: &str, expected_version: u64, now: i64) -> Command {
+    Command::DeleteTask {
+        id: id.to_owned(),
+        expected_version,
+        now,
+    }
+}
+
+fn task_of(result: &CommandResult) -> &Task {
+    match result {
+        CommandResult::Task(task) => task,
+        other => panic!("expected a task, got {other:?}"),
+    }
+}
+
+fn titled(title: &str) -> TaskPatch {
+    TaskPatch {
+        title: Some(title.to_owned()),
+        ..TaskPatch::default()
+    }
+}
+
+/// Create, conditional update, version mismatch, not found, delete — each
+/// in its own batch, with `sm_meta` written alongside.
+#[tokio::test]
+async fn apply_create_update_delete() {
+    each_backend(async |store: Store| {
+        let mut spec = new_task("write tests");
+        spec.labels = vec!["b".into(), "a".into()];
+        spec.deadline = Some(5_000);
+        let created = apply(&store, &[create("t1", None, 100, spec)]).await;
+        let t1 = task_of(&created[0]).clone();
+        assert_eq!((t1.version, t1.create_time, t1.update_time), (1, 100, 100));
+        assert_eq!(t1.labels, vec!["b", "a"]);
+        assert_eq!(store.get_task("t1").await.unwrap(), Some(t1.clone()));
+        assert_eq!(
+            store.sm_meta().await.unwrap().last_applied,
+            Some(b"1".to_vec())
+        );
+
+        let patch = TaskPatch {
+            status: Some(TaskStatus::Done),
+            deadline: Some(None),
+            ..titled("tests written")
+        };
+        let updated = apply(&store, &[update("t1", 1, 200, patch)]).await;
+        let t1v2 = task_of(&updated[0]).clone();
+        assert_eq!(
+            (t1v2.version, t1v2.update_time, t1v2.create_time),
+            (2, 200, 100)
+        );
+        assert_eq!((t1v2.status, t1v2.deadline), (TaskStatus::Done, None));
+        assert_eq!(store.get_task("t1").await.unwrap(), Some(t1v2.clone()));
+
+        // update_time never goes back, even if a proposer's clock does.
+        let late = apply(&store, &[update("t1", 0, 150, titled("x"))]).await;
+        assert_eq!(task_of(&late[0]).update_time, 200);
+        assert_eq!(task_of(&late[0]).version, 3);
+
+        let rejected = apply(
+            &store,
+            &[
+                update("t1", 1, 300, titled("stale")),
+                update("nope", 0, 300, titled("missing")),
+                delete("t1", 2, 300),
+                delete("nope", 0, 300),
+            ],
+        )
+        .await;
+        let mismatch = |expected| {
+            CommandResult::Rejected(Rejection::VersionMismatch {
+                id: "t1".into(),
+                expected,
+                current: 3,
+            })
+        };
+        let not_found = CommandResult::Rejected(Rejection::NotFound { id: "nope".into() });
+        assert_eq!(
+            rejected,
+            vec![mismatch(1), not_found.clone(), mismatch(2), not_found]
+        );
+        assert_eq!(store.get_task("t1").await.unwrap().unwrap().version, 3);
+
+        let deleted = apply(&store, &[delete("t1", 3, 400)]).await;
+        assert_eq!(deleted, vec![CommandResult::Deleted { id: "t1".into() }]);
+        assert_eq!(store.get_task("t1").await.unwrap(), None);
+        assert!(store.export().await.unwrap().tasks.is_empty());
+    })
+    .await;
+}
+
+/// Within one batch later entries see earlier ones; blank entries give None
+/// and the batch's meta is stored.
+#[tokio::test]
+async fn apply_batch_sees_its_own_writes() {
+    each_backend(async |store: Store| {
+        let commands = [
+            create("t1", None, 10, new_task("one")),
+            update("t1", 1, 11, titled("one+")),
+            create("t2", None, 12, new_task("two")),
+            delete("t1", 2, 13),
+            update("t1", 0, 14, titled("gone")),
+        ];
+        let entries = [
+            None,
+            Some(&commands[0]),
+            Some(&commands[1]),
+            None,
+            Some(&commands[2]),
+            Some(&commands[3]),
+            Some(&commands[4]),
+        ];
+        let meta = SmMeta {
+            last_applied: Some(b"log-7".to_vec()),
+            membership: Some(b"members".to_vec()),
+        };
+        let results = store.apply_batch(&entries, &meta).await.unwrap();
+        assert_eq!(results.len(), 7);
+        assert_eq!(results[0], CommandResult::None);
+        assert_eq!(task_of(&results[2]).version, 2);
+        assert_eq!(results[3], CommandResult::None);
+        assert_eq!(results[5], CommandResult::Deleted { id: "t1".into() });
+        assert_eq!(
+            results[6],
+            CommandResult::Rejected(Rejection::NotFound { id: "t1".into() })
+        );
+        assert_eq!(store.get_task("t1").await.unwrap(), None);
+        assert_eq!(store.get_task("t2").await.unwrap().unwrap().title, "two");
+        assert_eq!(store.sm_meta().await.unwrap(), meta);
+
+        // A batch of blanks only still advances the meta.
+        let meta2 = SmMeta {
+            last_applied: Some(b"log-8".to_vec()),
+            membership: None,
+        };
+        assert_eq!(
+            store.apply_batch(&[None], &meta2).await.unwrap(),
+            vec![CommandResult::None]
+        );
+        assert_eq!(store.sm_meta().await.unwrap(), meta2);
+    })
+    .await;
+}
+
+/// The same request_id returns the same (current) task, in one batch and
+/// across batches; once that task is deleted the retry is rejected.
+#[tokio::test]
+async fn apply_request_id_dedupe() {
+    each_backend(async |store: Store| {
+        let results = apply(
+            &store,
+            &[
+                create("t1", Some("r1"), 10, new_task("first")),
+                create("t2", Some("r1"), 11, new_task("retry")),
+            ],
+        )
+        .await;
+        assert_eq!(task_of(&results[1]), task_of(&results[0]));
+        assert_eq!(store.get_task("t2").await.unwrap(), None);
+
+        apply(&store, &[update("t1", 0, 20, titled("changed"))]).await;
+        let retry = apply(&store, &[create("t3", Some("r1"), 30, new_task("retry"))]).await;
+        assert_eq!(task_of(&retry[0]).title, "changed");
+        assert_eq!(task_of(&retry[0]).version, 2);
+        assert_eq!(store.get_task("t3").await.unwrap(), None);
+
+        apply(&store, &[delete("t1", 0, 40)]).await;
+        let retry = apply(&store, &[create("t4", Some("r1"), 50, new_task("retry"))]).await;
+        assert_eq!(
+            retry,
+            vec![CommandResult::Rejected(Rejection::RequestIdTaskDeleted {
+                request_id: "r1".into(),
+                id: "t1".into(),
+            })]
+        );
+        // Different request ids, or none, never collide.
+        let other = apply(
+            &store,
+            &[
+                create("t5", Some("r2"), 60, new_task("a")),
+                create("t6", None, 60, new_task("b")),
+                create("t7", None, 60, new_task("c")),
+            ],
+        )
+        .await;
+        let ids: Vec<&str> = other.iter().map(|r| task_of(r).id.as_str()).collect();
+        assert_eq!(ids, vec!["t5", "t6", "t7"]);
+    })
+    .await;
+}
+
+/// Request ids expire TTL after their creation, measured by the commands'
+/// `now`: deleted at the end of a batch, and not honoured inside a batch
+/// whose earlier entries already passed the TTL.
+#[tokio::test]
+async fn apply_request_id_expiry() {
+    each_backend(async |store: Store| {
+        const T: i64 = 1_000_000;
+        apply(
+            &store,
+            &[
+                create("t1", Some("old"), T, new_task("old")),
+                create("t2", Some("edge"), T + 10, new_task("edge")),
+            ],
+        )
+        .await;
+        // Exactly at the TTL "edge" is still live; "old" is 10µs past it.
+        let now = T + 10 + REQUEST_ID_TTL_MICROS;
+        let results = apply(
+            &store,
+            &[
+                update("nothing", 0, now, TaskPatch::default()),
+                create("t3", Some("old"), now, new_task("old again")),
+                create("t4", Some("edge"), now, new_task("edge again")),
+            ],
+        )
+        .await;
+        assert_eq!(task_of(&results[1]).id, "t3", "expired id makes a new task");
+        assert_eq!(task_of(&results[2]).id, "t2", "live id dedupes");
+
+        let request_ids: Vec<(String, String)> = store
+            .export()
+            .await
+            .unwrap()
+            .request_ids
+            .into_iter()
+            .map(|r| (r.request_id, r.task_id))
+            .collect();
+        assert_eq!(
+            request_ids,
+            vec![("edge".into(), "t2".into()), ("old".into(), "t3".into())]
+        );
+
+        // A later batch expires "edge" (the physical delete).
+        apply(&store, &[delete("t3", 0, now + 1)]).await;
+        let left: Vec<String> = store
+            .export()
+            .await
+            .unwrap()
+            .request_ids
+            .into_iter()
+            .map(|r| r.request_id)
+            .collect();
+        assert_eq!(left, vec!["old"]);
+    })
+    .await;
+}

@@ -1,0 +1,96 @@
+//! Runs one test body against every backend: SQLite in a temporary
+//! directory, and MySQL/MariaDB at `TASKD_TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306`) in a fresh database that is dropped
+//! afterwards. An unreachable MySQL fails the test: it never skips.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use sqlx::migrate::MigrateDatabase;
+use sqlx::MySql;
+
+use crate::domain::{Command, CommandResult, Micros, NewTask, TaskPriority, TaskStatus};
+
+use super::{Backend, SmMeta, Store};
+
+fn mysql_server_url() -> String {
+    let url = std::env::var("TASKD_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
+    url.trim_end_matches('/').to_owned()
+}
+
+/// A database name no other test (or test process) uses.
+fn unique_database() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("taskd_t_{}_{nanos}_{n}", std::process::id())
+}
+
+/// Runs `body` with a fresh, migrated store of each backend in turn. A panic
+/// in `body` is re-raised after the backend's database is removed, with the
+/// backend named on stderr.
+pub(crate) async fn each_backend(body: impl AsyncFn(Store)) {
+    for backend in [Backend::Sqlite, Backend::Mysql] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("taskd.db").display()),
+            Backend::Mysql => format!("{}/{}", mysql_server_url(), unique_database()),
+        };
+        let store = Store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {backend:?} at {url}: {e}"));
+        let outcome = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
+        store.close().await;
+        if backend == Backend::Mysql {
+            MySql::drop_database(&url)
+                .await
+                .unwrap_or_else(|e| panic!("drop test database {url}: {e}"));
+        }
+        if let Err(panic) = outcome {
+            eprintln!("test failed on backend {backend:?}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// A plain new task with this title.
+pub(crate) fn new_task(title: &str) -> NewTask {
+    NewTask {
+        title: title.to_owned(),
+        description: String::new(),
+        status: TaskStatus::Todo,
+        priority: TaskPriority::Unspecified,
+        deadline: None,
+        assignee: String::new(),
+        labels: Vec::new(),
+    }
+}
+
+pub(crate) fn create(id: &str, request_id: Option<&str>, now: Micros, task: NewTask) -> Command {
+    Command::CreateTask {
+        id: id.to_owned(),
+        request_id: request_id.map(str::to_owned),
+        now,
+        task,
+    }
+}
+
+/// Applies `commands` as one batch (no blank entries), with a `last_applied`
+/// that names the batch's size.
+pub(crate) async fn apply(store: &Store, commands: &[Command]) -> Vec<CommandResult> {
+    let entries: Vec<Option<&Command>> = commands.iter().map(Some).collect();
+    let meta = SmMeta {
+        last_applied: Some(format!("{}", commands.len()).into_bytes()),
+        membership: None,
+    };
+    store
+        .apply_batch(&entries, &meta)
+        .await
+        .expect("apply_batch")
+}
