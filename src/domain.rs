@@ -94,6 +94,7 @@ pub struct TaskPatch {
     pub status: Option<TaskStatus>,
     pub priority: Option<TaskPriority>,
     /// `Some(None)` clears the deadline.
+    #[serde(with = "double_option")]
     pub deadline: Option<Option<Micros>>,
     pub assignee: Option<String>,
     pub labels: Option<Vec<String>>,
@@ -123,6 +124,26 @@ impl TaskPatch {
         if let Some(v) = &self.labels {
             task.labels.clone_from(v);
         }
+    }
+}
+
+/// Serde for `Option<Option<T>>` that keeps "clear" (`Some(None)`) apart
+/// from "leave" (`None`): plain serde folds both into nil in MessagePack.
+/// `Some(x)` travels as the one-element array `[x]`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_ref().map(|inner| (inner,)).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Ok(Option::<(Option<T>,)>::deserialize(deserializer)?.map(|(inner,)| inner))
     }
 }
 
@@ -184,4 +205,24 @@ pub enum CommandResult {
         id: String,
     },
     Rejected(Rejection),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log entries are MessagePack: every patch must survive the trip,
+    /// including "clear the deadline" versus "leave it".
+    #[test]
+    fn patch_round_trips_through_messagepack() {
+        for deadline in [None, Some(None), Some(Some(42))] {
+            let patch = TaskPatch {
+                deadline,
+                ..TaskPatch::default()
+            };
+            let bytes = rmp_serde::to_vec_named(&patch).unwrap();
+            let back: TaskPatch = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(back, patch);
+        }
+    }
 }

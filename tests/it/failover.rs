@@ -1,0 +1,148 @@
+//! Failover: losing the leader loses no acknowledged write, and a restarted
+//! node catches up from its own data.
+
+use std::collections::HashSet;
+
+use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
+use taskd::store::Backend;
+use tonic::Code;
+
+use crate::on_both_backends;
+use crate::support::{create_request, run_on, TestCluster};
+
+async fn create_n(cluster: &TestCluster, node: u64, prefix: &str, n: usize) -> Vec<String> {
+    let mut client = cluster.client(node).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let task = client
+            .create_task(create_request(&format!("{prefix} {i}")))
+            .await
+            .expect("create")
+            .into_inner()
+            .task
+            .expect("task");
+        ids.push(task.id);
+    }
+    ids
+}
+
+/// Stop the leader: a new one is elected, writes go on through the
+/// survivors; the old leader restarts from its data dir and catches up, with
+/// every acknowledged task on every node exactly once.
+async fn leader_loss_and_catch_up(cluster: &mut TestCluster) {
+    let old_leader = cluster.wait_for_leader().await;
+    let mut acked = create_n(cluster, old_leader, "before", 10).await;
+    cluster.stop_node(old_leader).await;
+
+    let new_leader = cluster.wait_for_leader().await;
+    assert_ne!(new_leader, old_leader);
+    let survivor = cluster.follower().await;
+    acked.extend(create_n(cluster, survivor, "after", 10).await);
+
+    cluster.restart_node(old_leader).await;
+    cluster.wait_for_leader().await;
+    cluster.wait_converged().await;
+    for node in cluster.running_ids() {
+        let tasks = cluster
+            .client(node)
+            .await
+            .list_tasks(ListTasksRequest {
+                page_size: 1000,
+                consistency: ReadConsistency::Stale as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .tasks;
+        let ids: Vec<String> = tasks.into_iter().map(|t| t.id).collect();
+        assert_eq!(
+            ids, acked,
+            "node {node} has exactly the acknowledged tasks, in order"
+        );
+    }
+}
+
+/// A create retried with the same request_id after the leader changed
+/// returns the first call's task: exactly one task exists.
+async fn request_id_survives_leader_change(cluster: &mut TestCluster) {
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower().await;
+    let request = CreateTaskRequest {
+        request_id: "order-42".into(),
+        ..create_request("exactly once")
+    };
+    let first = cluster
+        .client(follower)
+        .await
+        .create_task(request.clone())
+        .await
+        .expect("create")
+        .into_inner()
+        .task
+        .expect("task");
+    cluster.stop_node(leader).await;
+    cluster.wait_for_leader().await;
+    let mut ids = HashSet::new();
+    for node in cluster.running_ids() {
+        let again = cluster
+            .client(node)
+            .await
+            .create_task(request.clone())
+            .await
+            .expect("retry")
+            .into_inner()
+            .task
+            .expect("task");
+        assert_eq!(
+            again, first,
+            "the retry through node {node} returns the first task"
+        );
+        ids.insert(again.id);
+    }
+    let tasks = cluster
+        .client(follower)
+        .await
+        .list_tasks(ListTasksRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 1, "one task, not {}", tasks.len());
+    assert_eq!(ids.len(), 1);
+    cluster.restart_node(leader).await;
+}
+
+on_both_backends!(leader_loss_and_catch_up, request_id_survives_leader_change);
+
+/// With a majority down, a write is answered UNAVAILABLE after a bounded
+/// wait, with a message that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_quorum_is_unavailable() {
+    run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
+        let leader = cluster.wait_for_leader().await;
+        for id in cluster.running_ids() {
+            if id != leader {
+                cluster.stop_node(id).await;
+            }
+        }
+        let started = std::time::Instant::now();
+        let err = cluster
+            .client(leader)
+            .await
+            .create_task(create_request("no quorum"))
+            .await
+            .expect_err("no quorum");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("quorum") || err.message().contains("leader"),
+            "the message says why: {}",
+            err.message()
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "bounded wait"
+        );
+    })
+    .await
+}

@@ -1,0 +1,10 @@
+//! Integration tests: real taskd nodes on loopback ports, real gRPC, real
+//! SQLite and MySQL. Nothing is mocked. One binary, modules by concern.
+
+mod support;
+
+mod api;
+mod concurrency;
+mod failover;
+mod paging;
+mod replication;
