@@ -15,6 +15,7 @@
 #   clippy     cargo clippy --all-targets -- -D warnings
 #   test       cargo nextest run --all-targets if cargo-nextest is installed, else
 #              cargo test --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
+#   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
 #
 # Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
 # probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
@@ -90,10 +91,15 @@ step_test() {
   esac
 }
 
+step_readme() {
+  step "README grpcurl examples, verbatim, against taskd dev"
+  scripts/readme_examples.sh
+}
+
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy test)
+CHECK_STEPS=(fmt clippy readme test)
 
 # ---- main --------------------------------------------------------------------------
 
