@@ -13,6 +13,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 
 use super::codec;
+use super::retry::with_retry;
 use super::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::store::{LogRow, Store};
 
@@ -35,9 +36,7 @@ impl LogStore {
         &self,
         key: &str,
     ) -> Result<Option<T>, StorageError> {
-        let Some(bytes) = self
-            .store
-            .get_raft_state(key)
+        let Some(bytes) = with_retry("get_raft_state", || self.store.get_raft_state(key))
             .await
             .map_err(|e| StorageIOError::read(AnyError::new(&e)))?
         else {
@@ -53,8 +52,7 @@ impl LogStore {
         value: &T,
     ) -> Result<(), StorageError> {
         let bytes = codec::encode(value).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-        self.store
-            .put_raft_state(key, &bytes)
+        with_retry("put_raft_state", || self.store.put_raft_state(key, &bytes))
             .await
             .map_err(|e| StorageIOError::write(AnyError::new(&e)).into())
     }
@@ -83,9 +81,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        let rows = self
-            .store
-            .read_log(start, end)
+        let rows = with_retry("read_log", || self.store.read_log(start, end))
             .await
             .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
         rows.iter().map(decode_entry).collect()
@@ -97,9 +93,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_state(PURGED).await?;
-        let last = self
-            .store
-            .last_log()
+        let last = with_retry("last_log", || self.store.last_log())
             .await
             .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
         let last_log_id = match last {
@@ -156,7 +150,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
-        let result = self.store.append_log(&rows).await;
+        let result = with_retry("append_log", || self.store.append_log(&rows)).await;
         // The transaction has committed (durable) or failed: tell openraft either way.
         match result {
             Ok(()) => {
@@ -171,8 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.store
-            .truncate_log(log_id.index)
+        with_retry("truncate_log", || self.store.truncate_log(log_id.index))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
@@ -180,8 +173,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let purged =
             codec::encode(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
-        self.store
-            .purge_log(log_id.index, &purged)
+        with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }

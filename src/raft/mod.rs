@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod log_store;
 pub mod network;
+pub mod retry;
 pub mod state_machine;
 
 use std::io::Cursor;

@@ -11,9 +11,10 @@ use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
 use super::codec;
+use super::retry::with_retry;
 use super::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::domain::{Command, CommandResult};
-use crate::store::{SmMeta, StateDump, Store};
+use crate::store::{SmMeta, StateDump, Store, StoreError};
 
 /// openraft's state machine over a [`Store`].
 #[derive(Clone)]
@@ -61,7 +62,9 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         // One consistent read: the tables and the last_applied they reflect.
-        let dump = self.store.export().await.map_err(snapshot_err)?;
+        let dump = with_retry("export", || self.store.export())
+            .await
+            .map_err(snapshot_err)?;
         let (last_log_id, last_membership) = Self::decode_meta(&dump.meta)?;
         let snapshot_id = match last_log_id {
             Some(id) => format!(
@@ -79,10 +82,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let data = codec::encode(&dump).map_err(snapshot_err)?;
         let meta_bytes = codec::encode(&meta).map_err(snapshot_err)?;
-        self.store
-            .put_snapshot(&meta_bytes, &data)
-            .await
-            .map_err(snapshot_err)?;
+        with_retry("put_snapshot", || {
+            self.store.put_snapshot(&meta_bytes, &data)
+        })
+        .await
+        .map_err(snapshot_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -94,7 +98,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let meta = self.store.sm_meta().await.map_err(read_err)?;
+        let meta = with_retry("sm_meta", || self.store.sm_meta())
+            .await
+            .map_err(read_err)?;
         Self::decode_meta(&meta)
     }
 
@@ -127,10 +133,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: Some(last_applied),
             membership: self.membership.clone(),
         };
-        self.store
-            .apply_batch(&commands, &meta)
-            .await
-            .map_err(|e| StorageIOError::apply(last.log_id, AnyError::new(&e)).into())
+        let store = &self.store;
+        let attempt = std::sync::atomic::AtomicU32::new(0);
+        with_retry("apply_batch", || async {
+            // A retry after a failure at COMMIT must not apply the batch twice.
+            if attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0
+                && store.sm_meta().await?.last_applied == meta.last_applied
+            {
+                return Err(StoreError::Corrupt(
+                    "the batch committed but its results were lost with the connection".into(),
+                ));
+            }
+            store.apply_batch(&commands, &meta).await
+        })
+        .await
+        .map_err(|e| StorageIOError::apply(last.log_id, AnyError::new(&e)).into())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -160,8 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: Some(codec::encode(&meta.last_membership).map_err(snapshot_err)?),
         };
         let meta_bytes = codec::encode(meta).map_err(snapshot_err)?;
-        self.store
-            .import(&dump, &meta_bytes, &data)
+        with_retry("import", || self.store.import(&dump, &meta_bytes, &data))
             .await
             .map_err(snapshot_err)?;
         self.membership = dump.meta.membership;
@@ -169,7 +185,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some((meta_bytes, data)) = self.store.get_snapshot().await.map_err(read_err)? else {
+        let Some((meta_bytes, data)) = with_retry("get_snapshot", || self.store.get_snapshot())
+            .await
+            .map_err(read_err)?
+        else {
             return Ok(None);
         };
         let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(read_err)?;

@@ -14,3 +14,33 @@ pub enum StoreError {
     #[error("corrupt data: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// Whether the failure is the connection's or a lock's, not the data's:
+    /// the operation rolled back and a bounded retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => matches!(
+                e.code().as_deref(),
+                // MySQL: deadlock / serialization failure. SQLite: BUSY, LOCKED.
+                Some("40001") | Some("5") | Some("6") | Some("517")
+            ),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_transient_data_failures_are_not() {
+        let io = StoreError::Database(sqlx::Error::Io(std::io::Error::other("reset")));
+        assert!(io.is_transient());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Corrupt("bad row".into()).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+    }
+}
