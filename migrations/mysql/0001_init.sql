@@ -59,9 +59,16 @@ CREATE TABLE sm_meta (
     PRIMARY KEY (id)
 ) ENGINE = InnoDB;
 
+-- The latest snapshot: its meta here, its data split over snapshot_chunk rows
+-- (each well under max_allowed_packet, whatever the snapshot's size).
 CREATE TABLE snapshot (
     id   INT        NOT NULL,
     meta MEDIUMBLOB NOT NULL,
-    data LONGBLOB   NOT NULL,
     PRIMARY KEY (id)
+) ENGINE = InnoDB;
+
+CREATE TABLE snapshot_chunk (
+    seq  INT      NOT NULL,
+    data LONGBLOB NOT NULL,
+    PRIMARY KEY (seq)
 ) ENGINE = InnoDB;

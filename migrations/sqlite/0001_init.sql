@@ -53,8 +53,13 @@ CREATE TABLE sm_meta (
     membership   BLOB
 );
 
+-- The latest snapshot: its meta here, its data split over snapshot_chunk rows.
 CREATE TABLE snapshot (
     id   INTEGER NOT NULL PRIMARY KEY,
-    meta BLOB    NOT NULL,
+    meta BLOB    NOT NULL
+);
+
+CREATE TABLE snapshot_chunk (
+    seq  INTEGER NOT NULL PRIMARY KEY,
     data BLOB    NOT NULL
 );

@@ -163,39 +163,65 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the latest snapshot, replacing the previous one.
+    /// Stores the latest snapshot, replacing the previous one, in one transaction.
     pub async fn put_snapshot(
         &self,
         snapshot_meta: &[u8],
         snapshot_data: &[u8],
     ) -> Result<(), StoreError> {
+        let stmts = Store::snapshot_stmts(snapshot_meta, snapshot_data);
         on_pool!(self, write, |pool| {
-            sqlx::query("REPLACE INTO snapshot (id, meta, data) VALUES (1, ?, ?)")
-                .bind(snapshot_meta)
-                .bind(snapshot_data)
-                .execute(pool)
-                .await?;
+            let mut tx = pool.begin().await?;
+            exec_stmts!(tx, stmts);
+            tx.commit().await?;
         });
         Ok(())
     }
 
-    /// The latest snapshot as `(meta, data)`, if one was stored.
+    /// The latest snapshot as `(meta, data)`, if one was stored; meta and
+    /// chunks are read in one transaction.
     pub async fn get_snapshot(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = on_pool!(self, read, |pool| {
-            sqlx::query_as("SELECT meta, data FROM snapshot WHERE id = 1")
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(row)
+        on_pool!(self, read, |pool| {
+            let mut tx = pool.begin().await?;
+            let meta: Option<(Vec<u8>,)> = sqlx::query_as("SELECT meta FROM snapshot WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((meta,)) = meta else {
+                return Ok(None);
+            };
+            let chunks: Vec<(Vec<u8>,)> =
+                sqlx::query_as("SELECT data FROM snapshot_chunk ORDER BY seq")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            let data = chunks.into_iter().flat_map(|(chunk,)| chunk).collect();
+            Ok(Some((meta, data)))
+        })
     }
 
-    pub(crate) fn snapshot_stmt<'a>(meta: &'a [u8], data: &'a [u8]) -> Stmt<'a> {
-        Stmt::new(
-            "REPLACE INTO snapshot (id, meta, data) VALUES (1, ?, ?)",
-            vec![Arg::bytes(meta), Arg::bytes(data)],
-        )
+    /// The statements that replace the stored snapshot: its meta row and
+    /// its data in chunks of [`SNAPSHOT_CHUNK_BYTES`].
+    pub(crate) fn snapshot_stmts<'a>(meta: &'a [u8], data: &'a [u8]) -> Vec<Stmt<'a>> {
+        let mut stmts = vec![
+            Stmt::new("DELETE FROM snapshot_chunk", vec![]),
+            Stmt::new(
+                "REPLACE INTO snapshot (id, meta) VALUES (1, ?)",
+                vec![Arg::bytes(meta)],
+            ),
+        ];
+        for (seq, chunk) in data.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
+            stmts.push(Stmt::new(
+                "INSERT INTO snapshot_chunk (seq, data) VALUES (?, ?)",
+                vec![Arg::Int(seq as i64), Arg::bytes(chunk)],
+            ));
+        }
+        stmts
     }
 }
+
+/// A snapshot's data is stored in rows of at most this many bytes: far
+/// below MySQL's default `max_allowed_packet` (16 MiB in MariaDB 10.11).
+pub(crate) const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -296,6 +322,25 @@ mod tests {
             assert_eq!(
                 store.get_snapshot().await.unwrap(),
                 Some((b"m2".to_vec(), b"d2".to_vec()))
+            );
+        })
+        .await;
+    }
+
+    /// A snapshot larger than MySQL's max_allowed_packet (16 MiB here) is
+    /// stored and read back whole; a smaller one then replaces it entirely.
+    #[tokio::test]
+    async fn snapshot_larger_than_a_packet() {
+        each_backend(async |store: Store| {
+            let big: Vec<u8> = (0..20 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+            store.put_snapshot(b"big", &big).await.unwrap();
+            let (meta, data) = store.get_snapshot().await.unwrap().expect("snapshot");
+            assert_eq!(meta, b"big");
+            assert!(data == big, "20 MiB snapshot data differs after the round trip");
+            store.put_snapshot(b"small", b"tiny").await.unwrap();
+            assert_eq!(
+                store.get_snapshot().await.unwrap(),
+                Some((b"small".to_vec(), b"tiny".to_vec()))
             );
         })
         .await;

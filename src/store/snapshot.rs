@@ -88,7 +88,7 @@ impl Store {
         let request_ids: Vec<&RequestIdRow> = dump.request_ids.iter().collect();
         stmts.extend(write_request_ids(&request_ids));
         stmts.push(write_sm_meta(&dump.meta));
-        stmts.push(Store::snapshot_stmt(snapshot_meta, snapshot_data));
+        stmts.extend(Store::snapshot_stmts(snapshot_meta, snapshot_data));
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             exec_stmts!(tx, stmts);
