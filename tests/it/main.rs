@@ -7,4 +7,6 @@ mod api;
 mod concurrency;
 mod failover;
 mod paging;
+mod process;
 mod replication;
+mod storage_suite;
