@@ -336,7 +336,10 @@ mod tests {
             store.put_snapshot(b"big", &big).await.unwrap();
             let (meta, data) = store.get_snapshot().await.unwrap().expect("snapshot");
             assert_eq!(meta, b"big");
-            assert!(data == big, "20 MiB snapshot data differs after the round trip");
+            assert!(
+                data == big,
+                "20 MiB snapshot data differs after the round trip"
+            );
             store.put_snapshot(b"small", b"tiny").await.unwrap();
             assert_eq!(
                 store.get_snapshot().await.unwrap(),
