@@ -8,23 +8,7 @@ use taskd::store::Backend;
 use tonic::Code;
 
 use crate::on_both_backends;
-use crate::support::{create_request, run_on, TestCluster};
-
-async fn create_n(cluster: &TestCluster, node: u64, prefix: &str, n: usize) -> Vec<String> {
-    let mut client = cluster.client(node).await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let task = client
-            .create_task(create_request(&format!("{prefix} {i}")))
-            .await
-            .expect("create")
-            .into_inner()
-            .task
-            .expect("task");
-        ids.push(task.id);
-    }
-    ids
-}
+use crate::support::{create_n, create_request, run_on, TestCluster};
 
 /// Stop the leader: a new one is elected, writes go on through the
 /// survivors; the old leader restarts from its data dir and catches up, with

@@ -4,24 +4,14 @@
 use taskd::proto::{GetTaskRequest, ReadConsistency, UpdateTaskRequest};
 
 use crate::on_both_backends;
-use crate::support::{create_request, TestCluster};
+use crate::support::{create_n, TestCluster};
 
 /// Writes through a follower are readable from every node (stale reads
 /// after convergence), and all three databases hold identical task rows.
 async fn follower_writes_reach_every_database(cluster: &mut TestCluster) {
     let follower = cluster.follower().await;
+    let ids = create_n(cluster, follower, "task", 20).await;
     let mut client = cluster.client(follower).await;
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let task = client
-            .create_task(create_request(&format!("task {i}")))
-            .await
-            .expect("create")
-            .into_inner()
-            .task
-            .expect("task");
-        ids.push(task.id);
-    }
     client
         .update_task(UpdateTaskRequest {
             task: Some(taskd::proto::Task {

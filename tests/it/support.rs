@@ -280,3 +280,20 @@ pub fn create_request(title: &str) -> proto::CreateTaskRequest {
         ..Default::default()
     }
 }
+
+/// Creates `n` tasks titled "{prefix} {i}" through `node`; their ids, in order.
+pub async fn create_n(cluster: &TestCluster, node: u64, prefix: &str, n: usize) -> Vec<String> {
+    let mut client = cluster.client(node).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let task = client
+            .create_task(create_request(&format!("{prefix} {i}")))
+            .await
+            .expect("create")
+            .into_inner()
+            .task
+            .expect("task");
+        ids.push(task.id);
+    }
+    ids
+}
