@@ -12,9 +12,9 @@
 #              else FAIL: MySQL tests are never skipped)
 #   buf        buf lint (buf from PyPI/npm into target/tools, see scripts/buf.sh)
 #   fmt        cargo fmt --all -- --check
-#   clippy     cargo clippy --all-targets -- -D warnings
-#   test       cargo nextest run --all-targets if cargo-nextest is installed, else
-#              cargo test --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
+#   clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   test       cargo nextest run --workspace --all-targets if cargo-nextest is installed, else
+#              cargo test --workspace --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
 #   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
 #
 # Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
@@ -69,8 +69,8 @@ step_fmt() {
 }
 
 step_clippy() {
-  step "cargo clippy --all-targets -- -D warnings"
-  cargo clippy --all-targets -- -D warnings
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
 }
 
 step_test() {
@@ -80,12 +80,12 @@ step_test() {
   fi
   case "$runner" in
     nextest)
-      step "cargo nextest run --all-targets $*"
-      cargo nextest run --all-targets --no-tests=fail "$@"
+      step "cargo nextest run --workspace --all-targets $*"
+      cargo nextest run --workspace --all-targets --no-tests=fail "$@"
       ;;
     cargo)
-      step "cargo test --all-targets $*"
-      cargo test --all-targets "$@"
+      step "cargo test --workspace --all-targets $*"
+      cargo test --workspace --all-targets "$@"
       ;;
     *) echo "ERROR: TASKD_TEST_RUNNER must be cargo or nextest, not '$runner'" >&2; return 1 ;;
   esac
