@@ -10,7 +10,8 @@
 #   mysql      a MySQL for the tests, exported as TASKD_TEST_MYSQL_URL (see scripts/mysql.sh:
 #              $TASKD_TEST_MYSQL_URL, else root@127.0.0.1:3306, else a throwaway mariadbd,
 #              else FAIL: MySQL tests are never skipped)
-#   buf        buf lint (buf from PyPI/npm into target/tools, see scripts/buf.sh)
+#   buf        buf lint, and buf breaking against HEAD~1 and the proto's first commit
+#              (buf from PyPI/npm into target/tools, see scripts/buf.sh)
 #   fmt        cargo fmt --all -- --check
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   test       cargo nextest run --workspace --all-targets if cargo-nextest is installed, else
@@ -61,6 +62,15 @@ step_buf() {
   buf_ensure
   "$BUF" lint
   echo "buf lint: ok ($("$BUF" --version))"
+  # taskd.v1 is a published contract: no breaking change against the previous commit,
+  # nor against the first commit that published it.
+  local proto=proto/taskd/v1/taskd.proto ref
+  for ref in HEAD~1 "$(git log --diff-filter=A --format=%H -- "$proto" 2>/dev/null | tail -n 1)"; do
+    if [ -n "$ref" ] && git cat-file -e "$ref:$proto" 2>/dev/null; then
+      "$BUF" breaking --against ".git#ref=$ref,subdir=proto"
+      echo "buf breaking against $ref: ok"
+    fi
+  done
 }
 
 step_fmt() {
