@@ -6,11 +6,12 @@ use std::sync::Arc;
 use openraft::storage::RaftLogStorage;
 use openraft::BasicNode;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
 
+use crate::api::health::{HealthApi, NodeHealth};
 use crate::api::{NodeContext, RaftApi, TaskApi};
 use crate::config::NodeConfig;
 use crate::proto::raft_service_server::RaftServiceServer;
@@ -42,8 +43,8 @@ fn raft_err(e: impl std::fmt::Display) -> ServerError {
     ServerError::Raft(e.to_string())
 }
 
-/// The gRPC service names whose health this node reports, besides "".
-const SERVICES: [&str; 2] = ["taskd.v1.TaskService", "taskd.v1.RaftService"];
+/// How long a stopping node waits for in-flight calls and open streams.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs one node on `listener` until `shutdown` resolves; then stops taking
 /// calls, lets in-flight ones finish, stops Raft and closes the database.
@@ -89,17 +90,22 @@ async fn serve(
         raft.initialize(members).await.map_err(raft_err)?;
     }
 
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health = tokio::spawn(report_health(raft.clone(), reporter, committed_at_start));
+    let (health_tx, health_api) = HealthApi::new();
+    let health = tokio::spawn(report_health(
+        raft.clone(),
+        health_tx.clone(),
+        committed_at_start,
+    ));
 
     let ctx = NodeContext::new(id, raft.clone(), store);
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     tracing::info!(node = id, addr = %config.advertise, "serving");
-    let served = Server::builder()
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
         .tcp_nodelay(true)
-        .add_service(health_service)
+        .add_service(HealthServer::new(health_api))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
@@ -112,14 +118,38 @@ async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = drain_rx.await;
+        });
+    let mut server = Box::pin(server);
+    tokio::pin!(shutdown);
+    let served = tokio::select! {
+        served = &mut server => served,
+        () = &mut shutdown => {
+            // Tell load balancers first (health Watch streams say NOT_SERVING
+            // and end), then drain: new calls are refused, in-flight ones
+            // finish. Whatever is still open after DRAIN_TIMEOUT is abandoned.
+            tracing::info!(node = id, "shutting down: draining in-flight calls");
+            health.abort();
+            health_tx.send_replace(NodeHealth::Stopping);
+            let _ = drain_tx.send(());
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    tracing::warn!(node = id, "calls still open after {DRAIN_TIMEOUT:?}; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
 
+    drop(server);
     tracing::info!(node = id, "stopping raft");
     health.abort();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(node = id, error = %e, "raft did not stop cleanly");
     }
+    tracing::info!(node = id, "raft stopped");
     served?;
     Ok(())
 }
@@ -137,9 +167,12 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// SERVING while this node knows a leader, its Raft runs, and it has applied
 /// everything that was committed when it started; NOT_SERVING otherwise.
-async fn report_health(raft: Raft, reporter: HealthReporter, committed_at_start: Option<LogId>) {
+async fn report_health(
+    raft: Raft,
+    health: watch::Sender<NodeHealth>,
+    committed_at_start: Option<LogId>,
+) {
     let mut metrics = raft.metrics();
-    let mut last = None;
     loop {
         let serving = {
             let m = metrics.borrow_and_update();
@@ -147,23 +180,27 @@ async fn report_health(raft: Raft, reporter: HealthReporter, committed_at_start:
                 && m.current_leader.is_some()
                 && m.last_applied.map(|l| l.index) >= committed_at_start.map(|l| l.index)
         };
-        if last != Some(serving) {
-            let status = if serving {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            reporter.set_service_status("", status).await;
-            for service in SERVICES {
-                reporter.set_service_status(service, status).await;
+        let state = if serving {
+            NodeHealth::Serving
+        } else {
+            NodeHealth::NotServing
+        };
+        health.send_if_modified(|current| {
+            let changed = *current != state && *current != NodeHealth::Stopping;
+            if changed {
+                *current = state;
             }
-            last = Some(serving);
-        }
+            changed
+        });
         if metrics.changed().await.is_err() {
             break;
         }
     }
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    health.send_if_modified(|current| {
+        let changed = *current == NodeHealth::Serving;
+        if changed {
+            *current = NodeHealth::NotServing;
+        }
+        changed
+    });
 }

@@ -9,6 +9,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod health;
 pub mod list;
 pub mod raft_service;
 pub mod route;

@@ -46,6 +46,7 @@ pub struct Call {
 /// A call that this node cannot serve: send it to the leader with this client.
 pub struct Forward {
     pub client: TaskServiceClient<Channel>,
+    leader: NodeId,
     hops: u32,
     deadline: Instant,
 }
@@ -81,7 +82,9 @@ impl Call {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
         let (budget, client_deadline) = match client_timeout {
-            Some(t) if t <= QUORUM_WAIT => (t, true),
+            // A little before the client's deadline: our DEADLINE_EXCEEDED
+            // beats tonic's own timeout, which answers CANCELLED.
+            Some(t) if t <= QUORUM_WAIT => (t - t / 20, true),
             _ => (QUORUM_WAIT, false),
         };
         Self {
@@ -189,9 +192,48 @@ impl NodeContext {
         };
         Ok(Forward {
             client,
+            leader,
             hops: call.hops,
             deadline: call.deadline,
         })
+    }
+
+    /// The leader's answer to a forwarded call, or `None` when the call
+    /// never reached it (the connection could not be made, so nothing was
+    /// sent and nothing can have been applied): then this waits, within the
+    /// call's budget, until another node leads, and the caller routes again.
+    /// A failure after the call was sent is returned as is: a write may have
+    /// been applied, and only the client knows whether resending is safe.
+    pub async fn forwarded<T>(
+        &self,
+        call: &Call,
+        to: &Forward,
+        sent: Result<T, tonic::Status>,
+    ) -> Result<Option<T>, tonic::Status> {
+        match sent {
+            Ok(reply) => Ok(Some(reply)),
+            Err(status) if never_sent(&status) => {
+                tracing::info!(leader = to.leader, error = %status.message(), "leader unreachable; waiting for another");
+                let mut metrics = self.raft.metrics();
+                loop {
+                    if metrics.borrow_and_update().current_leader != Some(to.leader) {
+                        return Ok(None);
+                    }
+                    match tokio::time::timeout_at(call.deadline, metrics.changed()).await {
+                        Err(_) => {
+                            return Err(call.timed_out("waiting for a reachable leader").into())
+                        }
+                        Ok(Err(_)) => {
+                            return Err(
+                                ApiError::Unavailable("this node is shutting down".into()).into()
+                            )
+                        }
+                        Ok(Ok(())) => {}
+                    }
+                }
+            }
+            Err(status) => Err(status),
+        }
     }
 
     /// Proposes the command built by `command` on the leader, or says where
@@ -258,6 +300,13 @@ impl NodeContext {
             return Ok(Routed::Leader(self.forward(call, id, &addr)?));
         }
     }
+}
+
+/// Whether a failed call to another node failed to connect, i.e. was never
+/// sent. tonic reports that as UNAVAILABLE with the connector's message; no
+/// UNAVAILABLE that taskd itself answers mentions "connect".
+fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
 }
 
 fn raft_failure<E: std::error::Error>(error: RaftError<NodeId, E>) -> ApiError {

@@ -63,14 +63,20 @@ impl TaskService for TaskApi {
             now: now_micros(),
             task: task.clone(),
         };
-        match self.ctx.write(&call, make).await? {
-            Routed::Here(result) => Ok(Response::new(proto::CreateTaskResponse {
-                task: Some(applied_task(result)?.into()),
-            })),
-            Routed::Leader(mut to) => {
-                to.client
-                    .create_task(to.request(request.into_inner()))
-                    .await
+        let message = request.into_inner();
+        loop {
+            match self.ctx.write(&call, make).await? {
+                Routed::Here(result) => {
+                    return Ok(Response::new(proto::CreateTaskResponse {
+                        task: Some(applied_task(result)?.into()),
+                    }))
+                }
+                Routed::Leader(mut to) => {
+                    let sent = to.client.create_task(to.request(message.clone())).await;
+                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
+                        return Ok(reply);
+                    }
+                }
             }
         }
     }
@@ -79,14 +85,18 @@ impl TaskService for TaskApi {
         &self,
         request: Request<proto::GetTaskRequest>,
     ) -> Result<Response<proto::GetTaskResponse>, Status> {
-        let req = request.get_ref();
-        convert::task_id("id", &req.id)?;
-        if !is_stale("consistency", req.consistency)? {
-            if let Routed::Leader(mut to) = self.ctx.linearize(&Call::new(&request)).await? {
-                return to.client.get_task(to.request(request.into_inner())).await;
+        let call = Call::new(&request);
+        let message = request.into_inner();
+        convert::task_id("id", &message.id)?;
+        if !is_stale("consistency", message.consistency)? {
+            while let Routed::Leader(mut to) = self.ctx.linearize(&call).await? {
+                let sent = to.client.get_task(to.request(message.clone())).await;
+                if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
+                    return Ok(reply);
+                }
             }
         }
-        let id = &request.get_ref().id;
+        let id = &message.id;
         let task = self.ctx.store.get_task(id).await.map_err(store_error)?;
         let task = task.ok_or_else(|| ApiError::NotFound { id: id.clone() })?;
         Ok(Response::new(proto::GetTaskResponse {
@@ -98,10 +108,15 @@ impl TaskService for TaskApi {
         &self,
         request: Request<proto::ListTasksRequest>,
     ) -> Result<Response<proto::ListTasksResponse>, Status> {
-        let list = ListRequest::parse(request.get_ref())?;
-        if !is_stale("consistency", request.get_ref().consistency)? {
-            if let Routed::Leader(mut to) = self.ctx.linearize(&Call::new(&request)).await? {
-                return to.client.list_tasks(to.request(request.into_inner())).await;
+        let call = Call::new(&request);
+        let message = request.into_inner();
+        let list = ListRequest::parse(&message)?;
+        if !is_stale("consistency", message.consistency)? {
+            while let Routed::Leader(mut to) = self.ctx.linearize(&call).await? {
+                let sent = to.client.list_tasks(to.request(message.clone())).await;
+                if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
+                    return Ok(reply);
+                }
             }
         }
         // One more than a page tells whether another page follows.
@@ -141,14 +156,20 @@ impl TaskService for TaskApi {
             now: now_micros(),
             patch: patch.clone(),
         };
-        match self.ctx.write(&call, make).await? {
-            Routed::Here(result) => Ok(Response::new(proto::UpdateTaskResponse {
-                task: Some(applied_task(result)?.into()),
-            })),
-            Routed::Leader(mut to) => {
-                to.client
-                    .update_task(to.request(request.into_inner()))
-                    .await
+        let message = request.into_inner();
+        loop {
+            match self.ctx.write(&call, make).await? {
+                Routed::Here(result) => {
+                    return Ok(Response::new(proto::UpdateTaskResponse {
+                        task: Some(applied_task(result)?.into()),
+                    }))
+                }
+                Routed::Leader(mut to) => {
+                    let sent = to.client.update_task(to.request(message.clone())).await;
+                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
+                        return Ok(reply);
+                    }
+                }
             }
         }
     }
@@ -166,18 +187,24 @@ impl TaskService for TaskApi {
             expected_version,
             now: now_micros(),
         };
-        match self.ctx.write(&call, make).await? {
-            Routed::Here(CommandResult::Deleted { .. }) => {
-                Ok(Response::new(proto::DeleteTaskResponse {}))
-            }
-            Routed::Here(result) => Err(applied_task(result)
-                .err()
-                .unwrap_or_else(|| ApiError::internal("apply", "a delete returned a task"))
-                .into()),
-            Routed::Leader(mut to) => {
-                to.client
-                    .delete_task(to.request(request.into_inner()))
-                    .await
+        let message = request.into_inner();
+        loop {
+            match self.ctx.write(&call, make).await? {
+                Routed::Here(CommandResult::Deleted { .. }) => {
+                    return Ok(Response::new(proto::DeleteTaskResponse {}))
+                }
+                Routed::Here(result) => {
+                    let error = applied_task(result)
+                        .err()
+                        .unwrap_or_else(|| ApiError::internal("apply", "a delete returned a task"));
+                    return Err(error.into());
+                }
+                Routed::Leader(mut to) => {
+                    let sent = to.client.delete_task(to.request(message.clone())).await;
+                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
+                        return Ok(reply);
+                    }
+                }
             }
         }
     }

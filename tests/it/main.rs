@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod concurrency;
 mod failover;
+mod mesh;
 mod paging;
 mod process;
 mod replication;

@@ -1,0 +1,73 @@
+//! Service-mesh friendliness: plain h2c on one port, health Watch, client
+//! deadlines honoured, graceful shutdown that does not hang on open streams.
+
+use taskd::store::Backend;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::support::{create_request, run_on, TestCluster};
+
+/// A Health/Watch stream sees SERVING, then NOT_SERVING when the node is
+/// told to stop; the open stream does not keep the node from stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_watch_follows_shutdown() {
+    run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
+        let node = cluster.follower().await;
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", cluster.addr(node)))
+                .unwrap()
+                .connect_lazy();
+        let mut stream = HealthClient::new(channel)
+            .watch(HealthCheckRequest {
+                service: "taskd.v1.TaskService".into(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut statuses = Vec::new();
+        while statuses.last() != Some(&(ServingStatus::Serving as i32)) {
+            let update = stream.next().await.expect("an update").expect("a status");
+            statuses.push(update.status);
+        }
+        cluster.stop_node(node).await;
+        let mut rest = Vec::new();
+        while let Some(Ok(update)) = stream.next().await {
+            rest.push(update.status);
+        }
+        assert!(
+            rest.contains(&(ServingStatus::NotServing as i32)),
+            "the stream reported NOT_SERVING before it ended: {rest:?}"
+        );
+        cluster.restart_node(node).await;
+    })
+    .await
+}
+
+/// A client deadline shorter than taskd's own wait is honoured with
+/// DEADLINE_EXCEEDED (not UNAVAILABLE, not CANCELLED) when no leader can be found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_deadline_is_deadline_exceeded() {
+    run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
+        let leader = cluster.wait_for_leader().await;
+        let survivor = cluster.follower().await;
+        for id in cluster.running_ids() {
+            if id != survivor {
+                cluster.stop_node(id).await;
+            }
+        }
+        let _ = leader;
+        let mut request = tonic::Request::new(create_request("too late"));
+        request.set_timeout(std::time::Duration::from_millis(400));
+        let err = cluster
+            .client(survivor)
+            .await
+            .create_task(request)
+            .await
+            .expect_err("no leader");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    })
+    .await
+}
