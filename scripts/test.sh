@@ -14,9 +14,13 @@
 #              (buf from PyPI/npm into target/tools, see scripts/buf.sh)
 #   fmt        cargo fmt --all -- --check
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   codegen    scripts/gen_python.sh, then fail if the Python client's generated stubs differ
+#              from the committed ones (run the script and commit its output)
 #   test       cargo nextest run --workspace --all-targets if cargo-nextest is installed, else
 #              cargo test --workspace --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
 #   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
+#   python     the Python client's pytest suite (clients/python/tests) in target/tools/venv-py,
+#              against 3 real `taskd serve` processes of `cargo build --bin taskd`
 #
 # Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
 # probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
@@ -101,6 +105,33 @@ step_test() {
   esac
 }
 
+step_codegen() {
+  step "codegen: the Python client's checked-in stubs match scripts/gen_python.sh"
+  local generated=clients/python/src/taskd_client/_proto
+  scripts/gen_python.sh
+  if ! git diff --exit-code --stat -- "$generated" || [ -n "$(git status --porcelain -- "$generated")" ]; then
+    git status --short -- "$generated" >&2
+    echo "ERROR: the generated Python stubs under $generated differ from the committed ones;" \
+      "run scripts/gen_python.sh and commit the result" >&2
+    return 1
+  fi
+  echo "codegen: up to date"
+}
+
+step_python() {
+  step "python client: pytest against a 3-node taskd cluster"
+  cargo build --quiet --bin taskd
+  local venv=target/tools/venv-py target=${CARGO_TARGET_DIR:-target} rc=0
+  case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input "./clients/python[test]"
+  TASKD_BIN="$target/debug/taskd" \
+    "$venv/bin/python" -m pytest clients/python/tests -q -p no:cacheprovider || rc=$?
+  # pytest exits 5 when it collected no tests: a suite that vanished is a failure.
+  if [ "$rc" -eq 5 ]; then echo "ERROR: pytest found no tests in clients/python/tests" >&2; return 1; fi
+  return "$rc"
+}
+
 step_readme() {
   step "README grpcurl examples, verbatim, against taskd dev"
   scripts/readme_examples.sh
@@ -109,7 +140,7 @@ step_readme() {
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy readme test)
+CHECK_STEPS=(fmt clippy codegen readme python test)
 
 # ---- main --------------------------------------------------------------------------
 
