@@ -322,6 +322,42 @@ fn raft_failure<E: std::error::Error>(error: RaftError<NodeId, E>) -> ApiError {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn forwarded_calls_carry_the_remaining_deadline() {
+        let mut incoming = tonic::Request::new(());
+        incoming.set_timeout(Duration::from_secs(2));
+        let call = Call::new(&incoming);
+        assert!(call.client_deadline);
+        let forward = Forward {
+            client: TaskServiceClient::new(channel("127.0.0.1:1").unwrap()),
+            leader: 2,
+            hops: call.hops,
+            deadline: call.deadline,
+        };
+        let outgoing = forward.request(());
+        let timeout = outgoing
+            .metadata()
+            .get("grpc-timeout")
+            .expect("grpc-timeout set");
+        let timeout = parse_grpc_timeout(timeout.to_str().unwrap()).unwrap();
+        assert!(timeout <= Duration::from_secs(2), "{timeout:?}");
+        assert!(timeout > Duration::from_secs(1), "{timeout:?}");
+        let hops = outgoing.metadata().get(FORWARDED_HEADER).unwrap();
+        assert_eq!(hops.to_str().unwrap(), "1");
+    }
+
+    #[test]
+    fn taskds_own_unavailable_messages_never_read_as_unsent() {
+        let call = Call::new(&tonic::Request::new(()));
+        for error in [
+            call.timed_out("waiting for a leader"),
+            ApiError::Unavailable("this node is shutting down".into()),
+        ] {
+            assert!(!never_sent(&error.into()));
+        }
+        assert!(never_sent(&tonic::Status::unavailable("tcp connect error")));
+    }
+
     #[test]
     fn grpc_timeout_units() {
         assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));

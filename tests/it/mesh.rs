@@ -71,3 +71,36 @@ async fn client_deadline_is_deadline_exceeded() {
     })
     .await
 }
+
+/// A call in flight when the node is told to stop is finished, not cut: it
+/// gets the server's own answer (here UNAVAILABLE for want of a quorum,
+/// after taskd's bounded wait) instead of a broken connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_drains_in_flight_calls() {
+    run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
+        let leader = cluster.wait_for_leader().await;
+        for id in cluster.running_ids() {
+            if id != leader {
+                cluster.stop_node(id).await;
+            }
+        }
+        let mut client = cluster.client(leader).await;
+        let in_flight =
+            tokio::spawn(async move { client.create_task(create_request("in flight")).await });
+        // The call is in flight once the leader has appended it to its log.
+        crate::support::eventually("the create reached the leader's log", || async {
+            let status = cluster.status(leader).await?;
+            (status.last_log_index > status.last_applied_index).then_some(())
+        })
+        .await;
+        cluster.stop_node(leader).await;
+        let err = in_flight.await.expect("join").expect_err("no quorum");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(
+            err.message().contains("quorum"),
+            "taskd's own answer: {}",
+            err.message()
+        );
+    })
+    .await
+}

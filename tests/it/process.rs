@@ -450,3 +450,76 @@ async fn dev_cluster_serves_and_stops_on_ctrl_c() {
         "taskd dev stopped on Ctrl-C and said so: {rest:#?}"
     );
 }
+
+/// The Rust client, given every node, keeps creating while the node it is
+/// connected to (the leader) is killed with SIGKILL: each create returns a
+/// task or a typed error, and afterwards every acknowledged task exists
+/// exactly once (the automatic request_id makes retries safe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_survives_kill_9_of_its_node() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let members: BTreeMap<u64, String> = (1..=3)
+        .zip(free_ports(3))
+        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+        .collect();
+    let mut nodes: BTreeMap<u64, TaskdProcess> = members
+        .keys()
+        .map(|id| (*id, spawn_node(dir.path(), *id, &members)))
+        .collect();
+    let leader = wait_for_leader(&members).await;
+    // The leader first: the client talks to it until it dies.
+    let mut endpoints = vec![members[&leader].clone()];
+    endpoints.extend(
+        members
+            .iter()
+            .filter(|(id, _)| **id != leader)
+            .map(|(_, a)| a.clone()),
+    );
+    let client = taskd_client::TaskClient::connect(endpoints).expect("client");
+
+    let mut acknowledged = Vec::new();
+    for i in 0..60 {
+        if i == 20 {
+            nodes.get_mut(&leader).expect("leader").kill_9();
+        }
+        let request = taskd_client::pb::CreateTaskRequest {
+            title: format!("create {i}"),
+            ..Default::default()
+        };
+        match client.create_task(request).await {
+            Ok(task) => acknowledged.push(task.title),
+            Err(
+                error @ (taskd_client::Error::Unavailable { .. }
+                | taskd_client::Error::DeadlineExceeded { .. }),
+            ) => {
+                eprintln!("create {i}: {error}");
+            }
+            Err(other) => panic!("create {i}: an error that is not about availability: {other:?}"),
+        }
+    }
+    assert!(
+        acknowledged.len() >= 40,
+        "creates went on after the kill: {acknowledged:?}"
+    );
+    let tasks = client
+        .list_all_tasks(taskd_client::pb::ListTasksRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let titles: Vec<&str> = tasks.iter().map(|t| t.title.as_str()).collect();
+    let unique: std::collections::HashSet<&str> = titles.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        titles.len(),
+        "a create was applied twice: {titles:?}"
+    );
+    for title in &acknowledged {
+        assert!(
+            unique.contains(title.as_str()),
+            "acknowledged {title:?} is missing"
+        );
+    }
+}
