@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::raft::NodeId;
+use crate::raft::{NodeId, SnapshotTuning};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -114,6 +114,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub initial_cluster: InitialCluster,
+    /// Log compaction; not a flag yet (cluster operations will add one).
+    pub snapshots: SnapshotTuning,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url,
             initial_cluster: self.initial_cluster.clone(),
+            snapshots: SnapshotTuning::default(),
         })
     }
 }

@@ -75,6 +75,7 @@ pub async fn run(
                     .display()
             ),
             initial_cluster: members.clone(),
+            snapshots: Default::default(),
         };
         let mut stop = stop_rx.clone();
         let id = *id;

@@ -44,10 +44,32 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, BasicNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, BasicNode>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 
+/// When a node compacts its log into a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTuning {
+    /// Build a snapshot after this many entries since the last one.
+    pub every: u64,
+    /// Entries kept in the log behind a snapshot, so that a follower a little
+    /// behind catches up from the log instead of a whole snapshot.
+    pub keep_logs: u64,
+}
+
+impl Default for SnapshotTuning {
+    fn default() -> Self {
+        Self {
+            every: 10_000,
+            keep_logs: 1_000,
+        }
+    }
+}
+
 /// Timing of the Raft group. Elections take 1.5 to 3 s without a heartbeat:
 /// well above a loaded machine's scheduling hiccups (no needless leader
 /// changes), well below what a client's retry budget tolerates.
-pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::ConfigError> {
+pub fn raft_config(
+    cluster_name: &str,
+    snapshots: SnapshotTuning,
+) -> Result<openraft::Config, openraft::ConfigError> {
     openraft::Config {
         cluster_name: cluster_name.to_string(),
         heartbeat_interval: 250,
@@ -55,8 +77,8 @@ pub fn raft_config(cluster_name: &str) -> Result<openraft::Config, openraft::Con
         election_timeout_max: 3000,
         // Bounded batches: one append / apply transaction carries at most this many entries.
         max_payload_entries: 512,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshots.every),
+        max_in_snapshot_log_to_keep: snapshots.keep_logs,
         install_snapshot_timeout: 10_000,
         ..Default::default()
     }

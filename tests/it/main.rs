@@ -10,4 +10,5 @@ mod mesh;
 mod paging;
 mod process;
 mod replication;
+mod snapshot;
 mod storage_suite;

@@ -14,6 +14,7 @@ use taskd::config::NodeConfig;
 use taskd::proto::raft_service_client::RaftServiceClient;
 use taskd::proto::task_service_client::TaskServiceClient;
 use taskd::proto::{self, GetClusterStatusRequest};
+use taskd::raft::SnapshotTuning;
 use taskd::store::{Backend, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -79,12 +80,18 @@ pub struct TestCluster {
     pub members: BTreeMap<u64, String>,
     urls: BTreeMap<u64, String>,
     running: BTreeMap<u64, RunningNode>,
+    snapshots: SnapshotTuning,
     dir: tempfile::TempDir,
 }
 
 impl TestCluster {
     /// Starts `n` nodes on `backend` and waits until every node knows the leader.
     pub async fn start(n: u64, backend: Backend) -> Self {
+        Self::start_with(n, backend, SnapshotTuning::default()).await
+    }
+
+    /// [`TestCluster::start`] with the nodes' log compaction set to `snapshots`.
+    pub async fn start_with(n: u64, backend: Backend, snapshots: SnapshotTuning) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = BTreeMap::new();
@@ -114,6 +121,7 @@ impl TestCluster {
             members,
             urls,
             running: BTreeMap::new(),
+            snapshots,
             dir,
         };
         for (id, listener) in listeners {
@@ -130,6 +138,7 @@ impl TestCluster {
             data_dir: self.dir.path().join(format!("node{id}")),
             database_url: self.urls[&id].clone(),
             initial_cluster: self.members.clone(),
+            snapshots: self.snapshots,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskd::server::run(config, listener, async move {

@@ -94,6 +94,7 @@ impl TestCluster {
             database_url: format!("sqlite://{}/taskd.db", data_dir.display()),
             data_dir,
             initial_cluster: self.members.clone(),
+            snapshots: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskd::server::run(config, listener, async move {

@@ -1,0 +1,65 @@
+//! Log compaction: a follower that missed more than the leader kept in its
+//! log catches up through InstallSnapshot, and ends identical.
+
+use taskd::raft::SnapshotTuning;
+use taskd::store::Backend;
+
+use crate::support::{create_n, eventually, TestCluster};
+
+async fn catch_up_from_snapshot(backend: Backend) {
+    let snapshots = SnapshotTuning {
+        every: 20,
+        keep_logs: 0,
+    };
+    let mut cluster = TestCluster::start_with(3, backend, snapshots).await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = cluster.follower().await;
+    cluster.stop_node(lagging).await;
+    let acked = create_n(&cluster, leader, "while away", 100).await;
+    // The leader has compacted its log past what the stopped node has.
+    eventually("the leader purged its log", || async {
+        (cluster.status(leader).await?.last_purged_index > 10).then_some(())
+    })
+    .await;
+
+    cluster.restart_node(lagging).await;
+    cluster.wait_converged().await;
+    let status = cluster.status(lagging).await.expect("status");
+    assert!(
+        status.last_purged_index > 0,
+        "the lagging node holds a snapshot: {status:?}"
+    );
+
+    let mut dumps = Vec::new();
+    for node in cluster.running_ids() {
+        let store = cluster.open_store(node).await;
+        dumps.push((node, store.export().await.expect("export").tasks));
+        store.close().await;
+    }
+    let ids: Vec<&String> = dumps[0].1.iter().map(|t| &t.id).collect();
+    assert_eq!(
+        ids,
+        acked.iter().collect::<Vec<_>>(),
+        "every acknowledged task, in order"
+    );
+    for (node, tasks) in &dumps[1..] {
+        assert_eq!(
+            tasks, &dumps[0].1,
+            "node {node} differs from node {}",
+            dumps[0].0
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// On SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_follower_catches_up_from_snapshot_sqlite() {
+    catch_up_from_snapshot(Backend::Sqlite).await;
+}
+
+/// On MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_follower_catches_up_from_snapshot_mysql() {
+    catch_up_from_snapshot(Backend::Mysql).await;
+}
