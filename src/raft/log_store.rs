@@ -1,35 +1,49 @@
 //! The Raft log and vote, kept in the node's database (`raft_log`, `raft_state`).
 //!
-//! Durability is the database's: every method returns only after its
-//! transaction has committed (SQLite `synchronous=FULL`, InnoDB's default
-//! flush at commit), so `append` fires openraft's flush callback only once
-//! the entries are on disk, and the vote is durable before `save_vote`
-//! returns.
+//! Durability is the database's (SQLite `synchronous=FULL`, InnoDB's default
+//! flush at commit). Appends are group-committed by [`LogWriter`]: `append`
+//! queues, and openraft's flush callback fires once the entries' transaction
+//! has committed. The vote is durable before `save_vote` returns, and is
+//! written only after every append queued before it.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 
 use super::codec;
+use super::log_writer::{LogWriter, COMMITTED};
 use super::retry::with_retry;
 use super::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::store::{LogRow, Store};
 
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
 const PURGED: &str = "purged";
 
 /// openraft's log storage over a [`Store`]. Cheap to clone: readers share it.
 #[derive(Clone)]
 pub struct LogStore {
     store: Store,
+    writer: Arc<LogWriter>,
 }
 
 impl LogStore {
+    /// Starts the log's writer task: call inside a tokio runtime.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let writer = Arc::new(LogWriter::start(store.clone()));
+        Self { store, writer }
+    }
+
+    /// Waits until every queued append is written, so that what follows
+    /// cannot overtake it.
+    async fn barrier(&self) -> Result<(), StorageError> {
+        self.writer
+            .barrier()
+            .await
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
     }
 
     async fn read_state<T: serde::de::DeserializeOwned>(
@@ -81,10 +95,24 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
+        // Pending first: an entry that leaves `pending` is in the database
+        // before it does, so the read below cannot miss it.
+        let pending: Vec<Entry> = self
+            .writer
+            .pending()
+            .range(start..end)
+            .map(|(_, e)| e.clone())
+            .collect();
         let rows = with_retry("read_log", || self.store.read_log(start, end))
             .await
             .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
-        rows.iter().map(decode_entry).collect()
+        let mut entries = BTreeMap::new();
+        for row in &rows {
+            entries.insert(row.index, decode_entry(row)?);
+        }
+        // Not yet stored, or stored meanwhile: either way the newer copy.
+        entries.extend(pending.into_iter().map(|e| (e.log_id.index, e)));
+        Ok(entries.into_values().collect())
     }
 }
 
@@ -93,6 +121,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_state(PURGED).await?;
+        let last_pending = self
+            .writer
+            .pending()
+            .last_key_value()
+            .map(|(_, e)| e.log_id);
+        if let Some(last_log_id) = last_pending {
+            return Ok(LogState {
+                last_purged_log_id,
+                last_log_id: Some(last_log_id),
+            });
+        }
         let last = with_retry("last_log", || self.store.last_log())
             .await
             .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
@@ -111,6 +150,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.barrier().await?;
         self.write_state(VOTE, vote)
             .await
             .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
@@ -121,7 +161,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_state(COMMITTED, &committed).await
+        let bytes =
+            codec::encode(&committed).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        self.writer.save_committed(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -137,10 +180,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let rows = entries
-            .into_iter()
+            .iter()
             .map(|entry| {
-                let payload = codec::encode(&entry).map_err(|e| {
+                let payload = codec::encode(entry).map_err(|e| {
                     StorageIOError::write_log_entry(entry.log_id, AnyError::new(&e))
                 })?;
                 Ok(LogRow {
@@ -150,21 +194,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
-        let result = with_retry("append_log", || self.store.append_log(&rows)).await;
-        // The transaction has committed (durable) or failed: tell openraft either way.
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(AnyError::new(&e)).into())
-            }
-        }
+        // Readable at once; durable when the writer fires `callback`.
+        self.writer.append(entries, rows, callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.barrier().await?;
+        self.writer.pending().split_off(&log_id.index);
         with_retry("truncate_log", || self.store.truncate_log(log_id.index))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
@@ -173,6 +210,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let purged =
             codec::encode(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.barrier().await?;
         with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())

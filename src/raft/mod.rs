@@ -2,6 +2,7 @@
 //! the rest of taskd.
 //!
 //! - [`log_store`]: `RaftLogStorage` over the `raft_log` / `raft_state` tables.
+//! - [`log_writer`]: group commit of log appends (one transaction per queue drain).
 //! - [`state_machine`]: `RaftStateMachine`: one database transaction per batch.
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`codec`]: how openraft values become bytes (log rows, RPC payloads).
@@ -10,6 +11,7 @@
 
 pub mod codec;
 pub mod log_store;
+pub mod log_writer;
 pub mod network;
 pub mod retry;
 pub mod state_machine;

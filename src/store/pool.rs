@@ -295,8 +295,11 @@ async fn connect_sqlite(url: &str) -> Result<Pools, StoreError> {
         // Every committed transaction is fsync'd: the Raft log needs it.
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(busy);
+    // No ping before each use: a local file cannot go away behind our back,
+    // and a ping is one more hop to sqlx's connection thread per statement.
     let write = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(write_options)
         .await?;
     sqlx::migrate!("migrations/sqlite").run(&write).await?;
@@ -305,6 +308,7 @@ async fn connect_sqlite(url: &str) -> Result<Pools, StoreError> {
     let read_options = parse(url)?.read_only(true).busy_timeout(busy);
     let read = SqlitePoolOptions::new()
         .max_connections(4)
+        .test_before_acquire(false)
         .connect_with(read_options)
         .await?;
     Ok(Pools::Sqlite { write, read })
