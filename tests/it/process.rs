@@ -270,6 +270,19 @@ fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProc
     )
 }
 
+/// Starts `n` `taskd serve` processes on free loopback ports, data under `dir`.
+fn spawn_cluster(dir: &Path, n: u64) -> (BTreeMap<u64, String>, BTreeMap<u64, TaskdProcess>) {
+    let members: BTreeMap<u64, String> = (1..=n)
+        .zip(free_ports(n as usize))
+        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+        .collect();
+    let nodes = members
+        .keys()
+        .map(|id| (*id, spawn_node(dir, *id, &members)))
+        .collect();
+    (members, nodes)
+}
+
 /// Killing the leader's process with SIGKILL mid-life loses nothing it
 /// acknowledged: after a new election, more writes, and the killed node's
 /// restart from its own files, every node serves all 30 acknowledged tasks
@@ -278,14 +291,7 @@ fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProc
 async fn kill_9_leader_process_loses_no_acknowledged_write() {
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
-    let members: BTreeMap<u64, String> = (1..=3)
-        .zip(free_ports(3))
-        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
-        .collect();
-    let mut nodes: BTreeMap<u64, TaskdProcess> = members
-        .keys()
-        .map(|id| (*id, spawn_node(dir.path(), *id, &members)))
-        .collect();
+    let (members, mut nodes) = spawn_cluster(dir.path(), 3);
 
     let leader = wait_for_leader(&members).await;
     let follower = *members
@@ -459,14 +465,7 @@ async fn dev_cluster_serves_and_stops_on_ctrl_c() {
 async fn rust_client_survives_kill_9_of_its_node() {
     init_tracing();
     let dir = tempfile::tempdir().expect("temp dir");
-    let members: BTreeMap<u64, String> = (1..=3)
-        .zip(free_ports(3))
-        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
-        .collect();
-    let mut nodes: BTreeMap<u64, TaskdProcess> = members
-        .keys()
-        .map(|id| (*id, spawn_node(dir.path(), *id, &members)))
-        .collect();
+    let (members, mut nodes) = spawn_cluster(dir.path(), 3);
     let leader = wait_for_leader(&members).await;
     // The leader first: the client talks to it until it dies.
     let mut endpoints = vec![members[&leader].clone()];
