@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{closed_port, eventually, TestCluster};
+use common::{closed_port, eventually, start_cluster, Endpoints};
 use taskd_client::{pb, ClientOptions, Error, TaskClient};
 
 fn new_task(title: &str) -> pb::CreateTaskRequest {
@@ -19,7 +19,7 @@ fn new_task(title: &str) -> pb::CreateTaskRequest {
 /// update and delete each do what the proto says, through the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_call_round_trips() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let client = TaskClient::connect(cluster.endpoints()).unwrap();
 
     let deadline: prost_types::Timestamp = "2030-01-02T03:04:05Z".parse().unwrap();
@@ -98,7 +98,7 @@ async fn every_call_round_trips() {
 /// second one; after that task is deleted the key is ALREADY_EXISTS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn request_id_makes_creates_idempotent() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let client = TaskClient::connect(cluster.endpoints()).unwrap();
     let mut request = new_task("once");
     request.request_id = "fixed-key".into();
@@ -125,7 +125,7 @@ async fn request_id_makes_creates_idempotent() {
 /// conflict (with the current version) come back as their own variants.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failures_are_typed() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let client = TaskClient::connect(cluster.endpoints()).unwrap();
 
     for result in [
@@ -194,7 +194,7 @@ async fn failures_are_typed() {
 /// Dead endpoints in the list are skipped: calls go on through a live one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_endpoints_are_skipped() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let endpoints = [
         closed_port().await,
         closed_port().await,

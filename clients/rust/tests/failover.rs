@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{eventually, TestCluster};
+use common::{eventually, start_cluster, Endpoints};
 use taskd_client::{pb, Error, TaskClient};
 
 const CREATES: usize = 60;
@@ -19,7 +19,7 @@ const STOP_AFTER: usize = 20;
 /// acknowledged one is in the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn creates_survive_losing_the_connected_node() {
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = start_cluster().await;
     let leader = cluster.wait_for_leader().await;
     let mut endpoints = vec![cluster.addr(leader).to_string()];
     endpoints.extend(

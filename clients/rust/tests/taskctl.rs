@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use common::{closed_port, TestCluster};
+use common::{closed_port, start_cluster, Endpoints};
 use regex::Regex;
 
 /// One run of taskctl, normalized.
@@ -144,7 +144,7 @@ fn id_from_json(stdout: &str) -> String {
 /// goldens show, and exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lifecycle_output() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let endpoints = cluster.endpoints_flag();
     let mut n = Normalizer::default();
 
@@ -293,7 +293,7 @@ async fn lifecycle_output() {
 /// 3 not found, 4 invalid argument (naming the field), 5 conflict, 2 usage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn error_lines_and_exit_codes() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = start_cluster().await;
     let endpoints = cluster.endpoints_flag();
     let mut n = Normalizer::default();
 
