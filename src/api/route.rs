@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, RaftMetrics};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -144,29 +145,40 @@ impl NodeContext {
         }
     }
 
-    /// Waits, within the call's budget, until some node is known as leader.
-    async fn leader(&self, call: &Call) -> Result<Leader, ApiError> {
+    /// Waits, within the call's budget, until `ready` finds what it looks
+    /// for in this node's Raft metrics; `what` names the wait in the error.
+    async fn wait_for<T>(
+        &self,
+        call: &Call,
+        what: &str,
+        ready: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> Option<T>,
+    ) -> Result<T, ApiError> {
         let mut metrics = self.raft.metrics();
         loop {
-            {
-                let m = metrics.borrow_and_update();
-                if let Some(leader) = m.current_leader {
-                    if leader == self.id {
-                        return Ok(Leader::Me);
-                    }
-                    if let Some(node) = m.membership_config.membership().get_node(&leader) {
-                        return Ok(Leader::Other(leader, node.addr.clone()));
-                    }
-                }
+            if let Some(found) = ready(&metrics.borrow_and_update()) {
+                return Ok(found);
             }
             match tokio::time::timeout_at(call.deadline, metrics.changed()).await {
-                Err(_) => return Err(call.timed_out("waiting for a leader")),
+                Err(_) => return Err(call.timed_out(what)),
                 Ok(Err(_)) => {
                     return Err(ApiError::Unavailable("this node is shutting down".into()))
                 }
                 Ok(Ok(())) => {}
             }
         }
+    }
+
+    /// Waits, within the call's budget, until some node is known as leader.
+    async fn leader(&self, call: &Call) -> Result<Leader, ApiError> {
+        self.wait_for(call, "waiting for a leader", |m| {
+            let leader = m.current_leader?;
+            if leader == self.id {
+                return Some(Leader::Me);
+            }
+            let node = m.membership_config.membership().get_node(&leader)?;
+            Some(Leader::Other(leader, node.addr.clone()))
+        })
+        .await
     }
 
     fn forward(&self, call: &Call, leader: NodeId, addr: &str) -> Result<Forward, ApiError> {
@@ -214,26 +226,24 @@ impl NodeContext {
             Ok(reply) => Ok(Some(reply)),
             Err(status) if never_sent(&status) => {
                 tracing::info!(leader = to.leader, error = %status.message(), "leader unreachable; waiting for another");
-                let mut metrics = self.raft.metrics();
-                loop {
-                    if metrics.borrow_and_update().current_leader != Some(to.leader) {
-                        return Ok(None);
-                    }
-                    match tokio::time::timeout_at(call.deadline, metrics.changed()).await {
-                        Err(_) => {
-                            return Err(call.timed_out("waiting for a reachable leader").into())
-                        }
-                        Ok(Err(_)) => {
-                            return Err(
-                                ApiError::Unavailable("this node is shutting down".into()).into()
-                            )
-                        }
-                        Ok(Ok(())) => {}
-                    }
-                }
+                let moved = |m: &RaftMetrics<NodeId, BasicNode>| {
+                    (m.current_leader != Some(to.leader)).then_some(())
+                };
+                self.wait_for(call, "waiting for a reachable leader", moved)
+                    .await?;
+                Ok(None)
             }
             Err(status) => Err(status),
         }
+    }
+
+    /// Raft said this node does not lead although its metrics said it did:
+    /// waits, within the call's budget, until the metrics catch up (so that
+    /// routing again is not a busy loop).
+    async fn leadership_lost(&self, call: &Call) -> Result<(), ApiError> {
+        let not_me =
+            |m: &RaftMetrics<NodeId, BasicNode>| (m.current_leader != Some(self.id)).then_some(());
+        self.wait_for(call, "waiting for a leader", not_me).await
     }
 
     /// Proposes the command built by `command` on the leader, or says where
@@ -260,7 +270,10 @@ impl NodeContext {
                             match (f.leader_id, f.leader_node) {
                                 (Some(id), Some(node)) => (id, node.addr),
                                 // Leadership just moved and nobody knows where: wait.
-                                _ => continue,
+                                _ => {
+                                    self.leadership_lost(call).await?;
+                                    continue;
+                                }
                             }
                         }
                         Ok(Err(e)) => return Err(raft_failure(e)),
@@ -285,7 +298,10 @@ impl NodeContext {
                         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                             match (f.leader_id, f.leader_node) {
                                 (Some(id), Some(node)) => (id, node.addr),
-                                _ => continue,
+                                _ => {
+                                    self.leadership_lost(call).await?;
+                                    continue;
+                                }
                             }
                         }
                         Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
