@@ -1,5 +1,8 @@
 //! `taskd.v1.TaskService`: validate, route (leader or forward), answer.
 
+use std::future::Future;
+
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -7,6 +10,7 @@ use super::error::ApiError;
 use super::list::ListRequest;
 use super::route::{now_micros, Call, NodeContext, Routed};
 use crate::domain::{Command, CommandResult, Task};
+use crate::proto::task_service_client::TaskServiceClient;
 use crate::proto::task_service_server::TaskService;
 use crate::proto::{self, ReadConsistency};
 
@@ -19,6 +23,64 @@ impl TaskApi {
     pub fn new(ctx: NodeContext) -> Self {
         Self { ctx }
     }
+
+    /// A write: proposed here when this node leads (the command is built
+    /// only then), else the leader's answer to the forwarded `message`.
+    async fn write<Req: Clone, Resp, Fut>(
+        &self,
+        call: &Call,
+        command: impl Fn() -> Command,
+        message: Req,
+        forward: impl Fn(Client, Request<Req>) -> Fut,
+    ) -> Result<Served<Resp>, Status>
+    where
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        loop {
+            match self.ctx.write(call, &command).await? {
+                Routed::Here(result) => return Ok(Served::Here(result)),
+                Routed::Leader(to) => {
+                    let sent = forward(to.client.clone(), to.request(message.clone())).await;
+                    if let Some(reply) = self.ctx.forwarded(call, &to, sent).await? {
+                        return Ok(Served::Forwarded(reply));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A read: `None` when this node may answer from its own database
+    /// (a STALE read, or a linearizable one on the leader after read-index),
+    /// else the leader's answer to the forwarded `message`.
+    async fn read<Req: Clone, Resp, Fut>(
+        &self,
+        call: &Call,
+        consistency: i32,
+        message: &Req,
+        forward: impl Fn(Client, Request<Req>) -> Fut,
+    ) -> Result<Option<Response<Resp>>, Status>
+    where
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        if is_stale("consistency", consistency)? {
+            return Ok(None);
+        }
+        while let Routed::Leader(to) = self.ctx.linearize(call).await? {
+            let sent = forward(to.client.clone(), to.request(message.clone())).await;
+            if let Some(reply) = self.ctx.forwarded(call, &to, sent).await? {
+                return Ok(Some(reply));
+            }
+        }
+        Ok(None)
+    }
+}
+
+type Client = TaskServiceClient<Channel>;
+
+/// Who answered a write.
+enum Served<Resp> {
+    Here(CommandResult),
+    Forwarded(Response<Resp>),
 }
 
 /// The task a write left behind, or why it changed nothing.
@@ -64,20 +126,12 @@ impl TaskService for TaskApi {
             task: task.clone(),
         };
         let message = request.into_inner();
-        loop {
-            match self.ctx.write(&call, make).await? {
-                Routed::Here(result) => {
-                    return Ok(Response::new(proto::CreateTaskResponse {
-                        task: Some(applied_task(result)?.into()),
-                    }))
-                }
-                Routed::Leader(mut to) => {
-                    let sent = to.client.create_task(to.request(message.clone())).await;
-                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
-                        return Ok(reply);
-                    }
-                }
-            }
+        let forward = |mut c: Client, r| async move { c.create_task(r).await };
+        match self.write(&call, make, message, forward).await? {
+            Served::Here(result) => Ok(Response::new(proto::CreateTaskResponse {
+                task: Some(applied_task(result)?.into()),
+            })),
+            Served::Forwarded(reply) => Ok(reply),
         }
     }
 
@@ -88,13 +142,12 @@ impl TaskService for TaskApi {
         let call = Call::new(&request);
         let message = request.into_inner();
         convert::task_id("id", &message.id)?;
-        if !is_stale("consistency", message.consistency)? {
-            while let Routed::Leader(mut to) = self.ctx.linearize(&call).await? {
-                let sent = to.client.get_task(to.request(message.clone())).await;
-                if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
-                    return Ok(reply);
-                }
-            }
+        let forward = |mut c: Client, r| async move { c.get_task(r).await };
+        if let Some(reply) = self
+            .read(&call, message.consistency, &message, forward)
+            .await?
+        {
+            return Ok(reply);
         }
         let id = &message.id;
         let task = self.ctx.store.get_task(id).await.map_err(store_error)?;
@@ -111,13 +164,12 @@ impl TaskService for TaskApi {
         let call = Call::new(&request);
         let message = request.into_inner();
         let list = ListRequest::parse(&message)?;
-        if !is_stale("consistency", message.consistency)? {
-            while let Routed::Leader(mut to) = self.ctx.linearize(&call).await? {
-                let sent = to.client.list_tasks(to.request(message.clone())).await;
-                if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
-                    return Ok(reply);
-                }
-            }
+        let forward = |mut c: Client, r| async move { c.list_tasks(r).await };
+        if let Some(reply) = self
+            .read(&call, message.consistency, &message, forward)
+            .await?
+        {
+            return Ok(reply);
         }
         // One more than a page tells whether another page follows.
         let mut query = list.query.clone();
@@ -157,20 +209,12 @@ impl TaskService for TaskApi {
             patch: patch.clone(),
         };
         let message = request.into_inner();
-        loop {
-            match self.ctx.write(&call, make).await? {
-                Routed::Here(result) => {
-                    return Ok(Response::new(proto::UpdateTaskResponse {
-                        task: Some(applied_task(result)?.into()),
-                    }))
-                }
-                Routed::Leader(mut to) => {
-                    let sent = to.client.update_task(to.request(message.clone())).await;
-                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
-                        return Ok(reply);
-                    }
-                }
-            }
+        let forward = |mut c: Client, r| async move { c.update_task(r).await };
+        match self.write(&call, make, message, forward).await? {
+            Served::Here(result) => Ok(Response::new(proto::UpdateTaskResponse {
+                task: Some(applied_task(result)?.into()),
+            })),
+            Served::Forwarded(reply) => Ok(reply),
         }
     }
 
@@ -188,24 +232,16 @@ impl TaskService for TaskApi {
             now: now_micros(),
         };
         let message = request.into_inner();
-        loop {
-            match self.ctx.write(&call, make).await? {
-                Routed::Here(CommandResult::Deleted { .. }) => {
-                    return Ok(Response::new(proto::DeleteTaskResponse {}))
-                }
-                Routed::Here(result) => {
-                    let error = applied_task(result)
-                        .err()
-                        .unwrap_or_else(|| ApiError::internal("apply", "a delete returned a task"));
-                    return Err(error.into());
-                }
-                Routed::Leader(mut to) => {
-                    let sent = to.client.delete_task(to.request(message.clone())).await;
-                    if let Some(reply) = self.ctx.forwarded(&call, &to, sent).await? {
-                        return Ok(reply);
-                    }
-                }
+        let forward = |mut c: Client, r| async move { c.delete_task(r).await };
+        match self.write(&call, make, message, forward).await? {
+            Served::Here(CommandResult::Deleted { .. }) => {
+                Ok(Response::new(proto::DeleteTaskResponse {}))
             }
+            Served::Here(result) => Err(applied_task(result)
+                .err()
+                .unwrap_or_else(|| ApiError::internal("apply", "a delete returned a task"))
+                .into()),
+            Served::Forwarded(reply) => Ok(reply),
         }
     }
 }
