@@ -4,6 +4,7 @@
 //! - [`convert`]: proto ↔ domain, all input validation.
 //! - [`list`]: ListTasks filters and page tokens.
 //! - [`error`]: the one mapping of failures to gRPC codes.
+//! - [`health`]: `grpc.health.v1`, whose Watch streams end on shutdown.
 //! - [`route`]: finding the leader, proposing, read-index, forwarding.
 //! - [`task_service`] / [`raft_service`]: the handlers.
 

@@ -6,6 +6,7 @@
 //! - [`state_machine`]: `RaftStateMachine`: one database transaction per batch.
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`codec`]: how openraft values become bytes (log rows, RPC payloads).
+//! - [`retry`]: bounded retries of database calls that failed transiently.
 
 #![allow(clippy::result_large_err)] // openraft fixes the storage error type; it is large
 
