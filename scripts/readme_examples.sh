@@ -59,40 +59,38 @@ for port in 50051 50052 50053; do
   done
 done
 
-# The examples: the sh block between the readme-examples markers, as written.
-sed -n '/<!-- readme-examples:start/,/<!-- readme-examples:end/p' README.md |
-  sed '1d;$d' | sed '/^```/d' >"$work/examples.sh"
-[ -s "$work/examples.sh" ] || { echo "ERROR: no examples found in README.md" >&2; exit 1; }
-echo "--- running $(grep -c '^grpcurl\|^ID=' "$work/examples.sh") README example lines"
-if ! bash -euo pipefail -x "$work/examples.sh" >"$work/examples.out" 2>&1; then
-  cat "$work/examples.out" >&2
-  echo "ERROR: a README example failed (above)" >&2
-  exit 1
-fi
+# README.md's code between the <!-- NAME:start --> and <!-- NAME:end --> markers,
+# without the fences, into FILE; fails if there is none.
+readme_block() {
+  sed -n "/<!-- $1:start/,/<!-- $1:end/p" README.md | sed '1d;$d' | sed '/^```/d' >"$2"
+  [ -s "$2" ] || { echo "ERROR: no $1 block found in README.md" >&2; exit 1; }
+}
 
-# The Rust example and taskctl lines, as written.
-sed -n '/<!-- readme-rust:start/,/<!-- readme-rust:end/p' README.md | sed '1d;$d' | sed '/^```/d' >"$work/rust.sh"
-[ -s "$work/rust.sh" ] || { echo "ERROR: no Rust example lines found in README.md" >&2; exit 1; }
-echo "--- running the README's Rust client lines"
-if ! bash -euo pipefail -x "$work/rust.sh" >"$work/rust.out" 2>&1; then
-  cat "$work/rust.out" >&2
-  echo "ERROR: a README Rust client line failed (above)" >&2
-  exit 1
-fi
+# Runs the command after WHAT, its output kept in $work/last.out; on failure shows it.
+run_or_fail() {
+  local what=$1; shift
+  echo "--- running $what"
+  if ! "$@" >"$work/last.out" 2>&1; then
+    cat "$work/last.out" >&2
+    echo "ERROR: $what failed (above)" >&2
+    exit 1
+  fi
+}
+
+# The grpcurl examples and the Rust client lines, as written.
+readme_block readme-examples "$work/examples.sh"
+run_or_fail "the README's grpcurl lines" bash -euo pipefail -x "$work/examples.sh"
+readme_block readme-rust "$work/rust.sh"
+run_or_fail "the README's Rust client lines" bash -euo pipefail -x "$work/rust.sh"
 
 # The Python snippet, in a fresh venv holding only `pip install ./clients/python`,
 # run from another directory.
-sed -n '/<!-- readme-python:start/,/<!-- readme-python:end/p' README.md | sed '1d;$d' | sed '/^```/d' >"$work/snippet.py"
-[ -s "$work/snippet.py" ] || { echo "ERROR: no Python snippet found in README.md" >&2; exit 1; }
-echo "--- running the README's Python snippet in a fresh venv"
+readme_block readme-python "$work/snippet.py"
 python3 -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q --disable-pip-version-check --no-input ./clients/python
-if ! (cd "$work" && "$work/venv/bin/python" snippet.py) >"$work/python.out" 2>&1; then
-  cat "$work/python.out" >&2
-  echo "ERROR: the README's Python snippet failed (above)" >&2
-  exit 1
-fi
-grep -q '^gone:' "$work/python.out" || { echo "ERROR: the Python snippet did not get to its end:" >&2; cat "$work/python.out" >&2; exit 1; }
+run_or_fail "the README's Python snippet in a fresh venv" \
+  bash -c 'cd "$1" && "$1/venv/bin/python" snippet.py' _ "$work"
+grep -q '^gone:' "$work/last.out" || { echo "ERROR: the Python snippet did not get to its end:" >&2; cat "$work/last.out" >&2; exit 1; }
 
 # The documented error example fails, with the documented code and field.
 error_line=$(grep -m1 '^\$ grpcurl .*"title": ""' README.md | sed 's/^\$ //')
