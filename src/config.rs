@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::raft::{NodeId, SnapshotTuning};
+use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,21 @@ pub struct ServeArgs {
     /// every node.
     #[arg(long, env = "TASKD_INITIAL_CLUSTER", value_parser = parse_initial_cluster)]
     pub initial_cluster: InitialCluster,
+
+    /// How often the leader sends heartbeats, in milliseconds. Shorter
+    /// notices a dead leader sooner at the cost of more idle traffic.
+    /// Use the same value on every node.
+    #[arg(long, env = "TASKD_HEARTBEAT_INTERVAL", default_value_t = RaftTiming::default().heartbeat_interval_ms)]
+    pub heartbeat_interval: u64,
+
+    /// Milliseconds without a heartbeat before a follower may call an
+    /// election (each node draws its timeout from [T, 2T)). A dead leader is
+    /// replaced after about 3-4 T; too short for the machine's hiccups
+    /// (at least 3 heartbeats) causes needless elections. At most 1000, so
+    /// that an election fits in a call's bounded wait. Use the same value on
+    /// every node.
+    #[arg(long, env = "TASKD_ELECTION_TIMEOUT", default_value_t = RaftTiming::default().election_timeout_ms)]
+    pub election_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +131,8 @@ pub struct NodeConfig {
     pub initial_cluster: InitialCluster,
     /// Log compaction; not a flag yet (cluster operations will add one).
     pub snapshots: SnapshotTuning,
+    /// Heartbeats and elections.
+    pub raft_timing: RaftTiming,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +145,12 @@ pub enum ConfigError {
     ZeroMember,
     #[error("--listen {0} is a wildcard address: give --advertise host:port")]
     NeedAdvertise(SocketAddr),
+    #[error("--heartbeat-interval must be at least 10 ms, not {0}")]
+    HeartbeatTooShort(u64),
+    #[error("--election-timeout {election} ms must be at least 3 heartbeats ({} ms)", 3 * .heartbeat)]
+    ElectionTooShort { election: u64, heartbeat: u64 },
+    #[error("--election-timeout {0} ms is too long: an election (about 4 of them) must fit in the {wait}s a call waits for a leader; at most 1000", wait = QUORUM_WAIT.as_secs())]
+    ElectionTooLong(u64),
     #[error(
         "--advertise {advertise} differs from this node's address {member} in --initial-cluster"
     )]
@@ -160,6 +183,7 @@ impl ServeArgs {
                 member: member.clone(),
             });
         }
+        let raft_timing = self.raft_timing()?;
         let database_url = self
             .database_url
             .clone()
@@ -171,7 +195,29 @@ impl ServeArgs {
             database_url,
             initial_cluster: self.initial_cluster.clone(),
             snapshots: SnapshotTuning::default(),
+            raft_timing,
         })
+    }
+
+    fn raft_timing(&self) -> Result<RaftTiming, ConfigError> {
+        let (heartbeat, election) = (self.heartbeat_interval, self.election_timeout);
+        if heartbeat < 10 {
+            return Err(ConfigError::HeartbeatTooShort(heartbeat));
+        }
+        if election < 3 * heartbeat {
+            return Err(ConfigError::ElectionTooShort {
+                election,
+                heartbeat,
+            });
+        }
+        let timing = RaftTiming {
+            heartbeat_interval_ms: heartbeat,
+            election_timeout_ms: election,
+        };
+        if election > 1000 || timing.worst_failover() >= QUORUM_WAIT {
+            return Err(ConfigError::ElectionTooLong(election));
+        }
+        Ok(timing)
     }
 }
 
@@ -216,5 +262,37 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(a.validate(), Err(ConfigError::NeedAdvertise(_))));
+    }
+
+    #[test]
+    fn raft_timing_flags() {
+        let cluster = ["--initial-cluster", "1=127.0.0.1:50051"];
+        let c = args(&cluster).unwrap().validate().unwrap();
+        assert_eq!(c.raft_timing, RaftTiming::default());
+        assert!(c.raft_timing.worst_failover() < std::time::Duration::from_secs(1));
+        let timing = |extra: &[&str]| {
+            let mut argv = cluster.to_vec();
+            argv.extend_from_slice(extra);
+            args(&argv).unwrap().validate().map(|c| c.raft_timing)
+        };
+        assert_eq!(
+            timing(&["--heartbeat-interval", "100", "--election-timeout", "1000"]).unwrap(),
+            RaftTiming {
+                heartbeat_interval_ms: 100,
+                election_timeout_ms: 1000
+            }
+        );
+        assert!(matches!(
+            timing(&["--heartbeat-interval", "5"]),
+            Err(ConfigError::HeartbeatTooShort(5))
+        ));
+        assert!(matches!(
+            timing(&["--heartbeat-interval", "100", "--election-timeout", "250"]),
+            Err(ConfigError::ElectionTooShort { .. })
+        ));
+        assert!(matches!(
+            timing(&["--election-timeout", "1500"]),
+            Err(ConfigError::ElectionTooLong(1500))
+        ));
     }
 }

@@ -76,6 +76,7 @@ pub async fn run(
             ),
             initial_cluster: members.clone(),
             snapshots: Default::default(),
+            raft_timing: Default::default(),
         };
         let mut stop = stop_rx.clone();
         let id = *id;

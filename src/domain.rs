@@ -176,6 +176,57 @@ pub enum Command {
     },
 }
 
+/// The application payload of one Raft log entry: the writes the leader's
+/// proposer collected while its previous proposal was in flight.
+///
+/// An entry applies atomically (all its writes or none), in order, each
+/// write seeing the ones before it. Each write keeps its own position, the
+/// pair (entry index, offset in `writes`), which numbers it cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    pub writes: Vec<Command>,
+}
+
+/// The results of one entry's writes, one per write, in order (empty for a
+/// blank or membership entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResults {
+    pub results: Vec<CommandResult>,
+}
+
+impl Command {
+    /// Roughly how many bytes the command takes in a log entry: what the
+    /// proposer counts against a batch's byte bound.
+    pub fn weight(&self) -> usize {
+        const FIXED: usize = 64;
+        let labels = |labels: &[String]| labels.iter().map(|l| l.len() + 2).sum::<usize>();
+        FIXED
+            + match self {
+                Command::CreateTask {
+                    id,
+                    request_id,
+                    task,
+                    ..
+                } => {
+                    id.len()
+                        + request_id.as_ref().map_or(0, String::len)
+                        + task.title.len()
+                        + task.description.len()
+                        + task.assignee.len()
+                        + labels(&task.labels)
+                }
+                Command::UpdateTask { id, patch, .. } => {
+                    id.len()
+                        + patch.title.as_ref().map_or(0, String::len)
+                        + patch.description.as_ref().map_or(0, String::len)
+                        + patch.assignee.as_ref().map_or(0, String::len)
+                        + patch.labels.as_deref().map_or(0, labels)
+                }
+                Command::DeleteTask { id, .. } => id.len(),
+            }
+    }
+}
+
 /// Why a command changed nothing. Decided at apply, identical on every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rejection {

@@ -18,6 +18,7 @@ use crate::proto::raft_service_server::RaftServiceServer;
 use crate::proto::task_service_server::TaskServiceServer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, MAX_MESSAGE_BYTES};
+use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
 use crate::store::{Store, StoreError};
@@ -74,7 +75,8 @@ async fn serve(
     // Health waits until what was committed before this start is applied again.
     let committed_at_start = log_store.read_committed().await.map_err(raft_err)?;
     let state_machine = StateMachine::new(store.clone()).await.map_err(raft_err)?;
-    let raft_config = Arc::new(raft_config("taskd", config.snapshots).map_err(raft_err)?);
+    let raft_config =
+        Arc::new(raft_config("taskd", config.snapshots, config.raft_timing).map_err(raft_err)?);
     let raft = Raft::new(id, raft_config, Network, log_store, state_machine)
         .await
         .map_err(raft_err)?;
@@ -97,14 +99,14 @@ async fn serve(
         committed_at_start,
     ));
 
-    let ctx = NodeContext::new(id, raft.clone(), store);
+    let read_index = ReadIndex::start(id, raft.clone());
+    let ctx = NodeContext::new(id, raft.clone(), store, read_index.clone());
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     tracing::info!(node = id, addr = %config.advertise, "serving");
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
-        .tcp_nodelay(true)
         .add_service(HealthServer::new(health_api))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -114,11 +116,11 @@ async fn serve(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftServiceServer::new(RaftApi::new(id, raft.clone()))
+            RaftServiceServer::new(RaftApi::new(id, raft.clone(), read_index))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = drain_rx.await;
         });
     let mut server = Box::pin(server);
@@ -152,6 +154,24 @@ async fn serve(
     tracing::info!(node = id, "raft stopped");
     served?;
     Ok(())
+}
+
+/// The connections accepted on `listener`, each with TCP_NODELAY set.
+///
+/// `Server::builder().tcp_nodelay(true)` does not reach sockets accepted by
+/// `serve_with_incoming*`; without it Nagle's algorithm meets the client's
+/// delayed ACKs and a small unary call can wait ~40 ms for its response.
+pub fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+        Ok(stream)
+    })
 }
 
 /// Reflection over every service served here, and the error details
@@ -203,4 +223,26 @@ async fn report_health(
         }
         changed
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// Every accepted connection has TCP_NODELAY, whatever the client set.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = Box::pin(incoming(listener));
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client.set_nodelay(false).unwrap();
+        let stream = accepted.next().await.expect("a connection").unwrap();
+        assert!(
+            stream.nodelay().unwrap(),
+            "accepted socket without TCP_NODELAY"
+        );
+    }
 }

@@ -6,17 +6,23 @@ use tonic::{Request, Response, Status};
 
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{self, Member};
+use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{codec, NodeId, Raft};
 
 /// The internal API of one node.
 pub struct RaftApi {
     id: NodeId,
     raft: Raft,
+    read_index: ReadIndex,
 }
 
 impl RaftApi {
-    pub fn new(id: NodeId, raft: Raft) -> Self {
-        Self { id, raft }
+    pub fn new(id: NodeId, raft: Raft, read_index: ReadIndex) -> Self {
+        Self {
+            id,
+            raft,
+            read_index,
+        }
     }
 }
 
@@ -65,6 +71,24 @@ impl RaftService for RaftApi {
         Ok(Response::new(proto::InstallSnapshotResponse {
             payload: encode(&reply)?,
         }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<proto::ReadIndexRequest>,
+    ) -> Result<Response<proto::ReadIndexResponse>, Status> {
+        let term = self.raft.metrics().borrow().current_term;
+        match self.read_index.read_index(Asker::Peer).await {
+            Ok(read_index) => Ok(Response::new(proto::ReadIndexResponse {
+                read_index,
+                leader_id: self.id,
+                term,
+            })),
+            Err(e @ (ReadIndexError::NoQuorum(_) | ReadIndexError::Stopped(_))) => {
+                Err(Status::unavailable(e.to_string()))
+            }
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
+        }
     }
 
     async fn get_cluster_status(

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, RaftMetrics};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -19,6 +18,8 @@ use super::error::ApiError;
 use crate::domain::{Command, CommandResult, Micros};
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::raft::network::{channel, MAX_MESSAGE_BYTES};
+use crate::raft::proposer::{ProposeError, Proposer};
+use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{NodeId, Raft, QUORUM_WAIT};
 use crate::store::Store;
 
@@ -33,6 +34,10 @@ pub struct NodeContext {
     pub id: NodeId,
     pub raft: Raft,
     pub store: Store,
+    /// The leader's write batching; idle while this node follows.
+    proposer: Proposer,
+    /// Shared read-index rounds (also answers peers' `ReadIndex`).
+    read_index: ReadIndex,
     leaders: Arc<Mutex<HashMap<String, TaskServiceClient<Channel>>>>,
 }
 
@@ -136,9 +141,11 @@ enum Leader {
 }
 
 impl NodeContext {
-    pub fn new(id: NodeId, raft: Raft, store: Store) -> Self {
+    pub fn new(id: NodeId, raft: Raft, store: Store, read_index: ReadIndex) -> Self {
         Self {
             id,
+            proposer: Proposer::start(raft.clone()),
+            read_index,
             raft,
             store,
             leaders: Arc::default(),
@@ -246,9 +253,10 @@ impl NodeContext {
         self.wait_for(call, "waiting for a leader", not_me).await
     }
 
-    /// Proposes the command built by `command` on the leader, or says where
-    /// the leader is. The command is built only here, on the leader, so ids
-    /// and times come from the proposer.
+    /// Proposes the command built by `command` on the leader (batched with
+    /// the writes that arrive meanwhile), or says where the leader is. The
+    /// command is built only here, on the leader, so ids and times come
+    /// from the proposer.
     pub async fn write(
         &self,
         call: &Call,
@@ -258,25 +266,28 @@ impl NodeContext {
             let (id, addr) = match self.leader(call).await? {
                 Leader::Other(id, addr) => (id, addr),
                 Leader::Me => {
-                    let write = self.raft.client_write(command());
+                    let write = self.proposer.propose(command());
                     match tokio::time::timeout_at(call.deadline, write).await {
-                        Err(_) => {
+                        Err(_) | Ok(Err(ProposeError::NoQuorum)) => {
                             return Err(
                                 call.timed_out("committing the write (it may still be applied)")
                             )
                         }
-                        Ok(Ok(response)) => return Ok(Routed::Here(response.data)),
-                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                            match (f.leader_id, f.leader_node) {
-                                (Some(id), Some(node)) => (id, node.addr),
-                                // Leadership just moved and nobody knows where: wait.
-                                _ => {
-                                    self.leadership_lost(call).await?;
-                                    continue;
-                                }
-                            }
+                        Ok(Ok(result)) => return Ok(Routed::Here(result)),
+                        Ok(Err(ProposeError::NotLeader(Some((id, addr))))) => (id, addr),
+                        // Leadership just moved and nobody knows where: wait.
+                        Ok(Err(ProposeError::NotLeader(None))) => {
+                            self.leadership_lost(call).await?;
+                            continue;
                         }
-                        Ok(Err(e)) => return Err(raft_failure(e)),
+                        Ok(Err(ProposeError::Stopped(why))) => {
+                            return Err(ApiError::Unavailable(format!(
+                                "this node's Raft has stopped: {why}"
+                            )))
+                        }
+                        Ok(Err(e @ ProposeError::Internal(_))) => {
+                            return Err(ApiError::internal("propose", e))
+                        }
                     }
                 }
             };
@@ -284,36 +295,50 @@ impl NodeContext {
         }
     }
 
-    /// Makes a following local read linearizable (read-index on the leader),
-    /// or says where the leader is.
-    pub async fn linearize(&self, call: &Call) -> Result<Routed<()>, ApiError> {
+    /// Makes a following read of this node's database linearizable: gets a
+    /// read index (the leader's, confirmed with a quorum; rounds are shared)
+    /// and waits until this node has applied that far. Leader or follower,
+    /// the read is then served here.
+    pub async fn linearize(&self, call: &Call) -> Result<(), ApiError> {
         loop {
-            let (id, addr) = match self.leader(call).await? {
-                Leader::Other(id, addr) => (id, addr),
-                Leader::Me => {
-                    let check = self.raft.ensure_linearizable();
-                    match tokio::time::timeout_at(call.deadline, check).await {
-                        Err(_) => return Err(call.timed_out("confirming leadership with a quorum")),
-                        Ok(Ok(_)) => return Ok(Routed::Here(())),
-                        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                            match (f.leader_id, f.leader_node) {
-                                (Some(id), Some(node)) => (id, node.addr),
-                                _ => {
-                                    self.leadership_lost(call).await?;
-                                    continue;
-                                }
-                            }
-                        }
-                        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                            return Err(ApiError::Unavailable(format!(
-                                "no quorum: this leader could not reach a majority ({e})"
-                            )))
-                        }
-                        Ok(Err(e)) => return Err(raft_failure(e)),
-                    }
+            let asked = self.read_index.read_index(Asker::Local);
+            let index = match tokio::time::timeout_at(call.deadline, asked).await {
+                Err(_) => return Err(call.timed_out("confirming the read index with a quorum")),
+                Ok(Ok(index)) => index,
+                Ok(Err(ReadIndexError::NoLeader)) => {
+                    self.leader(call).await?;
+                    continue;
+                }
+                Ok(Err(ReadIndexError::LeadershipLost | ReadIndexError::NotLeader(_))) => {
+                    self.leadership_lost(call).await?;
+                    continue;
+                }
+                Ok(Err(ReadIndexError::LeaderFailed { leader, why })) => {
+                    tracing::info!(leader, error = %why, "no read index from the leader; waiting for another");
+                    let moved = |m: &RaftMetrics<NodeId, BasicNode>| {
+                        (m.current_leader != Some(leader)).then_some(())
+                    };
+                    self.wait_for(call, "waiting for a leader that gives a read index", moved)
+                        .await?;
+                    continue;
+                }
+                Ok(Err(ReadIndexError::NoQuorum(e))) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "no quorum: the leader could not reach a majority ({e})"
+                    )))
+                }
+                Ok(Err(ReadIndexError::Stopped(e))) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "this node's Raft has stopped: {e}"
+                    )))
                 }
             };
-            return Ok(Routed::Leader(self.forward(call, id, &addr)?));
+            let applied = |m: &RaftMetrics<NodeId, BasicNode>| {
+                (m.last_applied.map_or(0, |l| l.index) >= index).then_some(())
+            };
+            return self
+                .wait_for(call, "applying up to the read index", applied)
+                .await;
         }
     }
 }
@@ -323,15 +348,6 @@ impl NodeContext {
 /// UNAVAILABLE that taskd itself answers mentions "connect".
 fn never_sent(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable && status.message().contains("connect")
-}
-
-fn raft_failure<E: std::error::Error>(error: RaftError<NodeId, E>) -> ApiError {
-    match error {
-        RaftError::Fatal(fatal) => {
-            ApiError::Unavailable(format!("this node's Raft has stopped: {fatal}"))
-        }
-        RaftError::APIError(e) => ApiError::internal("raft", e),
-    }
 }
 
 #[cfg(test)]

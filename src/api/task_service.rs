@@ -1,4 +1,5 @@
-//! `taskd.v1.TaskService`: validate, route (leader or forward), answer.
+//! `taskd.v1.TaskService`: validate, route (writes: propose on the leader or
+//! forward to it; reads: read-index, then this node's database), answer.
 
 use std::future::Future;
 
@@ -48,31 +49,15 @@ impl TaskApi {
             }
         }
     }
+}
 
-    /// A read: `None` when this node may answer from its own database
-    /// (a STALE read, or a linearizable one on the leader after read-index),
-    /// else the leader's answer to the forwarded `message`.
-    async fn read<Req: Clone, Resp, Fut>(
-        &self,
-        call: &Call,
-        consistency: i32,
-        message: &Req,
-        forward: impl Fn(Client, Request<Req>) -> Fut,
-    ) -> Result<Option<Response<Resp>>, Status>
-    where
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        if is_stale("consistency", consistency)? {
-            return Ok(None);
-        }
-        while let Routed::Leader(to) = self.ctx.linearize(call).await? {
-            let sent = forward(to.client.clone(), to.request(message.clone())).await;
-            if let Some(reply) = self.ctx.forwarded(call, &to, sent).await? {
-                return Ok(Some(reply));
-            }
-        }
-        Ok(None)
+/// Makes the read that follows linearizable unless it asked for STALE:
+/// either way it is then served from this node's own database.
+async fn before_read(ctx: &NodeContext, call: &Call, consistency: i32) -> Result<(), ApiError> {
+    if is_stale("consistency", consistency)? {
+        return Ok(());
     }
+    ctx.linearize(call).await
 }
 
 type Client = TaskServiceClient<Channel>;
@@ -142,13 +127,7 @@ impl TaskService for TaskApi {
         let call = Call::new(&request);
         let message = request.into_inner();
         convert::task_id("id", &message.id)?;
-        let forward = |mut c: Client, r| async move { c.get_task(r).await };
-        if let Some(reply) = self
-            .read(&call, message.consistency, &message, forward)
-            .await?
-        {
-            return Ok(reply);
-        }
+        before_read(&self.ctx, &call, message.consistency).await?;
         let id = &message.id;
         let task = self.ctx.store.get_task(id).await.map_err(store_error)?;
         let task = task.ok_or_else(|| ApiError::NotFound { id: id.clone() })?;
@@ -164,13 +143,7 @@ impl TaskService for TaskApi {
         let call = Call::new(&request);
         let message = request.into_inner();
         let list = ListRequest::parse(&message)?;
-        let forward = |mut c: Client, r| async move { c.list_tasks(r).await };
-        if let Some(reply) = self
-            .read(&call, message.consistency, &message, forward)
-            .await?
-        {
-            return Ok(reply);
-        }
+        before_read(&self.ctx, &call, message.consistency).await?;
         // One more than a page tells whether another page follows.
         let mut query = list.query.clone();
         query.limit += 1;

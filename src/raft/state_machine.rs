@@ -1,7 +1,8 @@
 //! The state machine: applies committed commands to the task tables.
 //!
-//! Thin by design: all SQL lives in [`crate::store`]. A batch of entries is
-//! one `Store::apply_batch` call, i.e. one transaction that also records
+//! Thin by design: all SQL lives in [`crate::store`]. Each entry carries a
+//! [`crate::domain::WriteBatch`]; every write of every entry handed over at
+//! once goes to one `Store::apply_batch` call, i.e. one transaction that also records
 //! `last_applied` (and the membership), so a crash can neither apply an entry
 //! twice nor skip one.
 
@@ -13,7 +14,7 @@ use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, Storag
 use super::codec;
 use super::retry::with_retry;
 use super::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
-use crate::domain::{Command, CommandResult};
+use crate::domain::{BatchResults, Command};
 use crate::store::{SmMeta, StateDump, Store, StoreError};
 
 /// openraft's state machine over a [`Store`].
@@ -104,7 +105,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Self::decode_meta(&meta)
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResults>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -114,18 +115,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let last_applied = codec::encode(&Some(last.log_id)).map_err(write_err)?;
+        // Every write of every entry, flattened in log order: one transaction.
         let mut membership = None;
-        let commands: Vec<Option<&Command>> = entries
-            .iter()
-            .map(|entry| match &entry.payload {
-                EntryPayload::Normal(command) => Some(command),
+        let mut commands: Vec<Option<&Command>> = Vec::new();
+        let mut writes_per_entry = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let writes = match &entry.payload {
+                EntryPayload::Normal(batch) => batch.writes.as_slice(),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m.clone()));
-                    None
+                    &[]
                 }
-                EntryPayload::Blank => None,
-            })
-            .collect();
+                EntryPayload::Blank => &[],
+            };
+            commands.extend(writes.iter().map(Some));
+            writes_per_entry.push(writes.len());
+        }
         if let Some(m) = membership {
             self.membership = Some(codec::encode(&m).map_err(write_err)?);
         }
@@ -135,7 +140,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let store = &self.store;
         let attempt = std::sync::atomic::AtomicU32::new(0);
-        with_retry("apply_batch", || async {
+        let results = with_retry("apply_batch", || async {
             // A retry after a failure at COMMIT must not apply the batch twice.
             if attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0
                 && store.sm_meta().await?.last_applied == meta.last_applied
@@ -147,7 +152,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             store.apply_batch(&commands, &meta).await
         })
         .await
-        .map_err(|e| StorageIOError::apply(last.log_id, AnyError::new(&e)).into())
+        .map_err(|e| StorageIOError::apply(last.log_id, AnyError::new(&e)))?;
+        // Back from flat to one result list per entry.
+        let mut results = results.into_iter();
+        Ok(writes_per_entry
+            .into_iter()
+            .map(|n| BatchResults {
+                results: results.by_ref().take(n).collect(),
+            })
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -198,3 +211,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

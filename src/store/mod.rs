@@ -30,7 +30,7 @@ mod rows;
 mod snapshot;
 mod tasks;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use serde::{Deserialize, Serialize};
 

@@ -94,3 +94,23 @@ pub(crate) async fn apply(store: &Store, commands: &[Command]) -> Vec<CommandRes
         .await
         .expect("apply_batch")
 }
+
+/// Makes the database itself refuse to store a task titled `poison`, so a
+/// test can fail a transaction after some of its statements succeeded.
+pub(crate) async fn refuse_poisoned_titles(store: &Store) {
+    use sqlx::Executor;
+    let sql = match store.backend() {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON tasks \
+             WHEN NEW.title = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        }
+        Backend::Mysql => {
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON tasks FOR EACH ROW BEGIN \
+             IF NEW.title = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison'; \
+             END IF; END"
+        }
+    };
+    on_pool!(store, write, |pool| {
+        pool.execute(sql).await.expect("create the poison trigger");
+    });
+}

@@ -4,7 +4,9 @@
 mod support;
 
 mod api;
+mod batching;
 mod concurrency;
+mod crash;
 mod failover;
 mod mesh;
 mod paging;

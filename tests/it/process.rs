@@ -31,7 +31,7 @@ const TASKD: &str = env!("CARGO_BIN_EXE_taskd");
 /// A running `taskd` process. Dropping it kills (SIGKILL) and reaps the
 /// process if it still runs, so a panicking test leaves nothing behind; while
 /// panicking it also prints the tail of the process's stderr.
-struct TaskdProcess {
+pub(crate) struct TaskdProcess {
     name: String,
     child: Child,
     stderr_path: PathBuf,
@@ -84,7 +84,7 @@ impl TaskdProcess {
     }
 
     /// SIGKILL, then reap it.
-    fn kill_9(&mut self) -> ExitStatus {
+    pub(crate) fn kill_9(&mut self) -> ExitStatus {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("wait for the killed process")
     }
@@ -158,7 +158,7 @@ fn free_port_run(n: u16) -> u16 {
     panic!("found no {n} consecutive free ports in 20000..60000");
 }
 
-fn channel(addr: &str) -> Channel {
+pub(crate) fn channel(addr: &str) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect_timeout(Duration::from_secs(2))
@@ -166,7 +166,7 @@ fn channel(addr: &str) -> Channel {
         .connect_lazy()
 }
 
-async fn cluster_status(addr: &str) -> Option<GetClusterStatusResponse> {
+pub(crate) async fn cluster_status(addr: &str) -> Option<GetClusterStatusResponse> {
     RaftServiceClient::new(channel(addr))
         .get_cluster_status(GetClusterStatusRequest {})
         .await
@@ -174,7 +174,7 @@ async fn cluster_status(addr: &str) -> Option<GetClusterStatusResponse> {
         .map(|r| r.into_inner())
 }
 
-async fn is_serving(addr: &str) -> bool {
+pub(crate) async fn is_serving(addr: &str) -> bool {
     let request = HealthCheckRequest { service: "".into() };
     match HealthClient::new(channel(addr)).check(request).await {
         Ok(response) => response.into_inner().status == ServingStatus::Serving as i32,
@@ -182,7 +182,7 @@ async fn is_serving(addr: &str) -> bool {
     }
 }
 
-async fn wait_serving(addr: &str) {
+pub(crate) async fn wait_serving(addr: &str) {
     eventually(&format!("{addr} health SERVING"), || async {
         is_serving(addr).await.then_some(())
     })
@@ -191,7 +191,7 @@ async fn wait_serving(addr: &str) {
 
 /// Waits until every node of `nodes` (id → address) names the same leader,
 /// itself one of `nodes`; returns its id.
-async fn wait_for_leader(nodes: &BTreeMap<u64, String>) -> u64 {
+pub(crate) async fn wait_for_leader(nodes: &BTreeMap<u64, String>) -> u64 {
     let what = format!("one leader among nodes {:?}", nodes.keys());
     eventually(&what, || async {
         let mut leaders = BTreeSet::new();
@@ -261,7 +261,7 @@ fn serve_args(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> Vec<Strin
     ]
 }
 
-fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProcess {
+pub(crate) fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProcess {
     TaskdProcess::spawn(
         &format!("node {id}"),
         &serve_args(dir, id, members),
@@ -271,7 +271,10 @@ fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProc
 }
 
 /// Starts `n` `taskd serve` processes on free loopback ports, data under `dir`.
-fn spawn_cluster(dir: &Path, n: u64) -> (BTreeMap<u64, String>, BTreeMap<u64, TaskdProcess>) {
+pub(crate) fn spawn_cluster(
+    dir: &Path,
+    n: u64,
+) -> (BTreeMap<u64, String>, BTreeMap<u64, TaskdProcess>) {
     let members: BTreeMap<u64, String> = (1..=n)
         .zip(free_ports(n as usize))
         .map(|(id, port)| (id, format!("127.0.0.1:{port}")))

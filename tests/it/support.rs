@@ -139,6 +139,7 @@ impl TestCluster {
             database_url: self.urls[&id].clone(),
             initial_cluster: self.members.clone(),
             snapshots: self.snapshots,
+            raft_timing: Default::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskd::server::run(config, listener, async move {

@@ -312,6 +312,11 @@ class RaftServiceStub:
                 request_serializer=taskd_dot_v1_dot_taskd__pb2.GetClusterStatusRequest.SerializeToString,
                 response_deserializer=taskd_dot_v1_dot_taskd__pb2.GetClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.ReadIndex = channel.unary_unary(
+                '/taskd.v1.RaftService/ReadIndex',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServiceServicer:
@@ -344,6 +349,17 @@ class RaftServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadIndex(self, request, context):
+        """Asked of the leader by a follower that serves a linearizable read: the
+        leader confirms its leadership with a quorum (one round shared by every
+        request waiting when it starts) and answers its commit index. The
+        follower reads its own database once it has applied that far.
+        FAILED_PRECONDITION when the called node does not lead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +382,11 @@ def add_RaftServiceServicer_to_server(servicer, server):
                     servicer.GetClusterStatus,
                     request_deserializer=taskd_dot_v1_dot_taskd__pb2.GetClusterStatusRequest.FromString,
                     response_serializer=taskd_dot_v1_dot_taskd__pb2.GetClusterStatusResponse.SerializeToString,
+            ),
+            'ReadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadIndex,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -478,6 +499,33 @@ class RaftService:
             '/taskd.v1.RaftService/GetClusterStatus',
             taskd_dot_v1_dot_taskd__pb2.GetClusterStatusRequest.SerializeToString,
             taskd_dot_v1_dot_taskd__pb2.GetClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/ReadIndex',
+            taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,
