@@ -95,14 +95,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        // Pending first: an entry that leaves `pending` is in the database
-        // before it does, so the read below cannot miss it.
-        let pending: Vec<Entry> = self
-            .writer
-            .pending()
-            .range(start..end)
-            .map(|(_, e)| e.clone())
-            .collect();
+        // Recent entries (replication, apply) come from the tail in memory.
+        let beyond_tail = {
+            let tail = self.writer.tail();
+            match tail.read(start, end) {
+                Some(entries) => return Ok(entries),
+                None => tail.range(start, end),
+            }
+        };
         let rows = with_retry("read_log", || self.store.read_log(start, end))
             .await
             .map_err(|e| StorageIOError::read_logs(AnyError::new(&e)))?;
@@ -110,8 +110,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for row in &rows {
             entries.insert(row.index, decode_entry(row)?);
         }
-        // Not yet stored, or stored meanwhile: either way the newer copy.
-        entries.extend(pending.into_iter().map(|e| (e.log_id.index, e)));
+        // Entries the tail holds (perhaps not yet stored) are the newer copy.
+        entries.extend(beyond_tail.into_iter().map(|e| (e.log_id.index, e)));
         Ok(entries.into_values().collect())
     }
 }
@@ -121,12 +121,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_state(PURGED).await?;
-        let last_pending = self
-            .writer
-            .pending()
-            .last_key_value()
-            .map(|(_, e)| e.log_id);
-        if let Some(last_log_id) = last_pending {
+        let last_in_tail = self.writer.tail().last_log_id();
+        if let Some(last_log_id) = last_in_tail {
             return Ok(LogState {
                 last_purged_log_id,
                 last_log_id: Some(last_log_id),
@@ -201,7 +197,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.barrier().await?;
-        self.writer.pending().split_off(&log_id.index);
+        self.writer.tail().truncate(log_id.index);
         with_retry("truncate_log", || self.store.truncate_log(log_id.index))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
@@ -211,6 +207,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let purged =
             codec::encode(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.barrier().await?;
+        self.writer.tail().purge(log_id.index);
         with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
             .await
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())

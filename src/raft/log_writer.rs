@@ -8,18 +8,20 @@
 //! so far in one transaction and then fires each append's flush callback, in
 //! order. openraft counts an entry as stored only once its callback fires.
 //!
-//! Until then the entries sit in `pending`, where readers find them (openraft
-//! reads an entry as soon as `append` returns). Operations that must not
+//! Until then the entries sit in the log's in-memory tail
+//! ([`super::log_tail`]), where readers find them (openraft reads an entry
+//! as soon as `append` returns). Operations that must not
 //! overtake queued appends (truncate, purge, a new vote) first wait for the
 //! queue to drain ([`LogWriter::barrier`]); the committed index is queued
-//! like an append, so it is never stored ahead of the entries it covers.
+//! like an append, so it is never stored ahead of the entries it covers, and
+//! is written in the transaction of the next append (see [`run`]).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::LogFlushed;
 use tokio::sync::{mpsc, oneshot};
 
+use super::log_tail::LogTail;
 use super::retry::with_retry;
 use super::{Entry, TypeConfig};
 use crate::store::{LogRow, Store};
@@ -36,32 +38,33 @@ enum WriteOp {
     Barrier(oneshot::Sender<()>),
 }
 
-/// The queue into the writer task, and the entries it has not stored yet.
+/// The queue into the writer task, and the log's tail in memory (every
+/// entry it has not stored yet, and the newest stored ones).
 pub struct LogWriter {
     queue: mpsc::UnboundedSender<WriteOp>,
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    tail: Arc<Mutex<LogTail>>,
 }
 
 impl LogWriter {
     /// Starts the writer task; it ends when the `LogWriter` is dropped.
     pub fn start(store: Store) -> Self {
         let (queue, ops) = mpsc::unbounded_channel();
-        let pending = Arc::default();
-        tokio::spawn(run(store, ops, Arc::clone(&pending)));
-        Self { queue, pending }
+        let tail = Arc::default();
+        tokio::spawn(run(store, ops, Arc::clone(&tail)));
+        Self { queue, tail }
     }
 
-    /// The entries appended but not yet stored, by index.
-    pub fn pending(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    /// The log's tail: every entry appended but not yet stored, and the newest stored ones.
+    pub fn tail(&self) -> MutexGuard<'_, LogTail> {
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `entries` (with their encoded rows); `callback` fires once they are durable.
     pub fn append(&self, entries: Vec<Entry>, rows: Vec<LogRow>, callback: LogFlushed<TypeConfig>) {
         {
-            let mut pending = self.pending();
-            for entry in entries {
-                pending.insert(entry.log_id.index, entry);
+            let mut tail = self.tail();
+            for (entry, row) in entries.into_iter().zip(&rows) {
+                tail.insert(entry, row.payload.len());
             }
         }
         let op = WriteOp::Append { rows, callback };
@@ -94,12 +97,16 @@ struct Batch {
     committed: Option<Vec<u8>>,
 }
 
-async fn run(
-    store: Store,
-    mut ops: mpsc::UnboundedReceiver<WriteOp>,
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-) {
+async fn run(store: Store, mut ops: mpsc::UnboundedReceiver<WriteOp>, tail: Arc<Mutex<LogTail>>) {
     let mut failed = false;
+    // The committed index rides with the next append (or barrier): it then
+    // costs no commit and no sync of its own, which on the single SQLite
+    // connection would hold up the state machine's apply. Only restarts use
+    // it (to re-apply sooner; what is missing the leader re-commits), so a
+    // stored value a little behind is harmless. One ahead of its entries
+    // would not be, and cannot happen: it is stored with or after the
+    // appends queued before it.
+    let mut committed: Option<Vec<u8>> = None;
     while let Some(first) = ops.recv().await {
         let mut batch = Batch::default();
         let mut next = Some(first);
@@ -109,53 +116,38 @@ async fn run(
                     batch.rows.extend(rows);
                     batch.callbacks.push(callback);
                 }
-                WriteOp::Committed(committed) => batch.committed = Some(committed),
+                WriteOp::Committed(c) => committed = Some(c),
                 WriteOp::Barrier(done) => {
-                    failed |= !write(&store, std::mem::take(&mut batch), &pending, failed).await;
+                    batch.committed = committed.take();
+                    failed |= !write(&store, std::mem::take(&mut batch), &tail, failed).await;
                     let _ = done.send(());
                 }
             }
         }
-        failed |= !write(&store, batch, &pending, failed).await;
+        if !batch.rows.is_empty() {
+            batch.committed = committed.take();
+            failed |= !write(&store, batch, &tail, failed).await;
+        }
     }
 }
 
 /// Writes one batch and fires its callbacks; false if it failed. After a
 /// failure nothing more is written: the Raft core stops on the first error.
-async fn write(
-    store: &Store,
-    batch: Batch,
-    pending: &Mutex<BTreeMap<u64, Entry>>,
-    failed: bool,
-) -> bool {
+async fn write(store: &Store, batch: Batch, tail: &Mutex<LogTail>, failed: bool) -> bool {
     let result = if failed {
         Err("an earlier log write failed".to_string())
     } else {
-        let appended = if batch.rows.is_empty() {
-            Ok(())
-        } else {
-            with_retry("append_log", || store.append_log(&batch.rows)).await
-        };
-        match (appended, &batch.committed) {
-            (Ok(()), Some(committed)) => with_retry("put_raft_state", || {
-                store.put_raft_state(COMMITTED, committed)
-            })
-            .await
-            .map_err(|e| e.to_string()),
-            (appended, _) => appended.map_err(|e| e.to_string()),
-        }
+        let state = batch.committed.as_deref().map(|c| (COMMITTED, c));
+        with_retry("append_log", || {
+            store.append_log_with_state(&batch.rows, state)
+        })
+        .await
+        .map_err(|e| e.to_string())
     };
-    if result.is_ok() {
-        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-        for row in &batch.rows {
-            // Only if no newer append replaced the entry meanwhile.
-            if pending
-                .get(&row.index)
-                .is_some_and(|e| e.log_id.leader_id.term == row.term)
-            {
-                pending.remove(&row.index);
-            }
-        }
+    if let (Ok(()), Some(last)) = (&result, batch.rows.last()) {
+        tail.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stored(last.index);
     }
     let ok = result.is_ok();
     for callback in batch.callbacks {

@@ -2,6 +2,7 @@
 //! the rest of taskd.
 //!
 //! - [`log_store`]: `RaftLogStorage` over the `raft_log` / `raft_state` tables.
+//! - [`log_tail`]: the newest log entries in memory, so replication and apply skip the database.
 //! - [`log_writer`]: group commit of log appends (one transaction per queue drain).
 //! - [`state_machine`]: `RaftStateMachine`: one database transaction per batch.
 //! - [`proposer`]: the leader's writes, batched into entries (one in flight).
@@ -16,6 +17,7 @@
 pub mod batcher;
 pub mod codec;
 pub mod log_store;
+pub mod log_tail;
 pub mod log_writer;
 pub mod network;
 pub mod proposer;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::{Command, CommandResult, Micros, Rejection, Task, REQUEST_ID_TTL_MICROS};
 
-use super::pool::{Arg, Stmt};
+use super::pool::{ApplyPool, Arg, Stmt};
 use super::rows::{
     delete_in, select_in, write_request_ids, write_sm_meta, write_tasks, RequestIdDbRow, TaskRow,
     TASK_COLUMNS,
@@ -205,7 +205,8 @@ impl Store {
         );
 
         on_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut conn = pool.acquire_for_apply().await?;
+            let mut tx = sqlx::Connection::begin(&mut **conn.get()).await?;
             let mut overlay = Overlay::default();
             for stmt in &request_id_loads {
                 let rows: Vec<RequestIdDbRow> = bind_args!(sqlx::query_as(&stmt.sql), stmt.args)
@@ -237,6 +238,7 @@ impl Store {
             let stmts = overlay.write_stmts(meta)?;
             exec_stmts!(tx, stmts);
             tx.commit().await?;
+            pool.release(conn).await?;
             Ok(results)
         })
     }

@@ -78,10 +78,26 @@ impl Store {
     /// Appends (or replaces, at the same index) `entries` in one transaction;
     /// durable and readable when it returns.
     pub async fn append_log(&self, entries: &[LogRow]) -> Result<(), StoreError> {
-        if entries.is_empty() {
+        self.append_log_with_state(entries, None).await
+    }
+
+    /// [`Store::append_log`], plus one raft_state blob (`(key, value)`)
+    /// written in the same transaction: one commit, one sync.
+    pub async fn append_log_with_state(
+        &self,
+        entries: &[LogRow],
+        state: Option<(&str, &[u8])>,
+    ) -> Result<(), StoreError> {
+        let mut stmts = append_stmts(entries)?;
+        if let Some((key, value)) = state {
+            stmts.push(Stmt::new(
+                "REPLACE INTO raft_state (name, value) VALUES (?, ?)",
+                vec![Arg::text(key), Arg::bytes(value)],
+            ));
+        }
+        if stmts.is_empty() {
             return Ok(());
         }
-        let stmts = append_stmts(entries)?;
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             exec_stmts!(tx, stmts);
@@ -286,6 +302,35 @@ mod tests {
                 .collect();
             store.append_log(&entries).await.unwrap();
             assert_eq!(store.read_log(1, 6).await.unwrap(), entries);
+        })
+        .await;
+    }
+
+    /// Entries and a raft_state blob stored in one transaction; either alone too.
+    #[tokio::test]
+    async fn log_append_with_state() {
+        each_backend(async |store: Store| {
+            store
+                .append_log_with_state(&[entry(1, 1), entry(2, 1)], Some(("committed", b"c2")))
+                .await
+                .unwrap();
+            store
+                .append_log_with_state(&[], Some(("committed", b"c3")))
+                .await
+                .unwrap();
+            store
+                .append_log_with_state(&[entry(3, 1)], None)
+                .await
+                .unwrap();
+            store.append_log_with_state(&[], None).await.unwrap();
+            assert_eq!(
+                store.read_log(1, 4).await.unwrap(),
+                vec![entry(1, 1), entry(2, 1), entry(3, 1)]
+            );
+            assert_eq!(
+                store.get_raft_state("committed").await.unwrap(),
+                Some(b"c3".to_vec())
+            );
         })
         .await;
     }

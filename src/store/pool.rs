@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::mysql::{MySql, MySqlPool, MySqlPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -214,6 +215,78 @@ impl BeginSnapshot for SqlitePool {
     async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         // In WAL mode a read transaction sees the snapshot of its first read.
         self.begin().await
+    }
+}
+
+/// A write connection for the state machine's apply transactions.
+///
+/// Their commits need no sync of their own on SQLite: the entries they apply
+/// are already durable in the Raft log, `last_applied` commits atomically
+/// with the task rows, and the WAL keeps commits in order, so after a power
+/// loss the database holds a prefix of the applies, and Raft re-applies the
+/// rest from the log (every later synchronous commit, of the log say, also
+/// hardens the applies before it). The connection runs `synchronous =
+/// NORMAL` while it is held and FULL again before it goes back to the pool;
+/// one that cannot be set back (an error, a cancelled apply) is closed, so
+/// no log append or vote ever runs on a relaxed connection.
+pub(crate) struct ApplyConn<DB: Database> {
+    conn: Option<PoolConnection<DB>>,
+}
+
+impl<DB: Database> ApplyConn<DB> {
+    pub(crate) fn get(&mut self) -> &mut PoolConnection<DB> {
+        self.conn.as_mut().expect("held until released")
+    }
+}
+
+impl<DB: Database> Drop for ApplyConn<DB> {
+    fn drop(&mut self) {
+        // Not released: its sync mode is unknown, so it must not be reused.
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// Acquires and releases [`ApplyConn`]s on either backend.
+pub(crate) trait ApplyPool {
+    type Db: Database;
+    fn acquire_for_apply(
+        &self,
+    ) -> impl Future<Output = Result<ApplyConn<Self::Db>, sqlx::Error>> + Send;
+    fn release(
+        &self,
+        conn: ApplyConn<Self::Db>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl ApplyPool for SqlitePool {
+    type Db = Sqlite;
+    async fn acquire_for_apply(&self) -> Result<ApplyConn<Sqlite>, sqlx::Error> {
+        let mut conn = ApplyConn {
+            conn: Some(self.acquire().await?),
+        };
+        conn.get().execute("PRAGMA synchronous = NORMAL").await?;
+        Ok(conn)
+    }
+    async fn release(&self, mut conn: ApplyConn<Sqlite>) -> Result<(), sqlx::Error> {
+        conn.get().execute("PRAGMA synchronous = FULL").await?;
+        conn.conn.take();
+        Ok(())
+    }
+}
+
+impl ApplyPool for MySqlPool {
+    type Db = MySql;
+    /// InnoDB's flush at commit is a server-wide setting: nothing to relax.
+    async fn acquire_for_apply(&self) -> Result<ApplyConn<MySql>, sqlx::Error> {
+        Ok(ApplyConn {
+            conn: Some(self.acquire().await?),
+        })
+    }
+    async fn release(&self, mut conn: ApplyConn<MySql>) -> Result<(), sqlx::Error> {
+        conn.conn.take();
+        Ok(())
     }
 }
 

@@ -114,3 +114,18 @@ pub(crate) async fn refuse_poisoned_titles(store: &Store) {
         pool.execute(sql).await.expect("create the poison trigger");
     });
 }
+
+/// `PRAGMA synchronous` of the connection the next write would use (SQLite;
+/// 2 = FULL). MySQL has no such setting: `None`.
+pub(crate) async fn write_sync_mode(store: &Store) -> Option<i64> {
+    match &store.pools {
+        super::pool::Pools::Sqlite { write, .. } => {
+            let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(write)
+                .await
+                .expect("read PRAGMA synchronous");
+            Some(mode)
+        }
+        super::pool::Pools::Mysql(_) => None,
+    }
+}

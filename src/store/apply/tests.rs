@@ -2,7 +2,9 @@ use crate::domain::{
     Command, CommandResult, Rejection, Task, TaskPatch, TaskStatus, REQUEST_ID_TTL_MICROS,
 };
 
-use super::super::testutil::{apply, create, each_backend, new_task};
+use super::super::testutil::{
+    apply, create, each_backend, new_task, refuse_poisoned_titles, write_sync_mode,
+};
 use super::super::{SmMeta, Store};
 
 fn update(id: &str, expected_version: u64, now: i64, patch: TaskPatch) -> Command {
@@ -258,6 +260,31 @@ async fn apply_request_id_expiry() {
             .map(|r| r.request_id)
             .collect();
         assert_eq!(left, vec!["old"]);
+    })
+    .await;
+}
+
+/// Applies relax SQLite's sync only while they run: afterwards, also after
+/// an apply the database refused, the connection that log appends and
+/// votes use is back at `synchronous = FULL` (2).
+#[tokio::test]
+async fn applies_leave_the_write_connection_synchronous() {
+    each_backend(async |store: Store| {
+        let full = match store.backend() {
+            crate::store::Backend::Sqlite => Some(2),
+            crate::store::Backend::Mysql => None,
+        };
+        assert_eq!(write_sync_mode(&store).await, full);
+        apply(&store, &[create("t1", None, 10, new_task("fine"))]).await;
+        assert_eq!(write_sync_mode(&store).await, full);
+        refuse_poisoned_titles(&store).await;
+        let poisoned = [create("t2", None, 20, new_task("poison"))];
+        let entries: Vec<Option<&Command>> = poisoned.iter().map(Some).collect();
+        assert!(store
+            .apply_batch(&entries, &SmMeta::default())
+            .await
+            .is_err());
+        assert_eq!(write_sync_mode(&store).await, full);
     })
     .await;
 }
