@@ -57,6 +57,7 @@ WORK=$(mktemp -d /tmp/compare-etcd.XXXXXX)
 # A copy: another build into the same target dir must not swap it mid-run.
 TASKD=$WORK/taskd
 cp "$BUILT" "$TASKD"
+"$TASKD" bench --help >/dev/null || { say "$BUILT has no bench subcommand (another build?)"; exit 1; }
 OUT=${OUT:-$WORK/results.jsonl}
 : >"$OUT"
 ETCD_PIDS=()

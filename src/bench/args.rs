@@ -86,8 +86,8 @@ pub struct BenchArgs {
     #[arg(long, env = "TASKD_BENCH_OUTPUT", value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
-    /// Processes whose CPU time and memory count as the server's (comma-
-    /// separated), e.g. etcd members or mariadbd. With --nodes, added to the
+    /// Processes whose CPU time and memory count as the server's, comma-separated,
+    /// e.g. etcd members or mariadbd. With --nodes, added to the
     /// taskd children, which always count.
     #[arg(long, env = "TASKD_BENCH_SERVER_PIDS", value_delimiter = ',')]
     pub server_pids: Vec<u32>,
