@@ -186,6 +186,7 @@ for w, c in keys:
     cells += [cell(r, "server_cpu_s_per_1k_ops", "{:.3f}") for r in rs]
     cells += [cell(r, "server_rss_mb", "{:.0f}") for r in rs]
     print("| " + " | ".join(cells) + " |")
+print("\ntaskd-mysql's CPU and RSS include mariadbd's (the RSS is the largest process: usually mariadbd).")
 errors = [(r["system"], r["workload"], r["clients"], r["errors"]) for r in rows if r["errors"]]
 for e in errors:
     print(f"\nerrors in {e[0]} {e[1]} x{e[2]}: {e[3]}")
