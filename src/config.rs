@@ -26,6 +26,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a local cluster of N nodes in this process, on embedded SQLite.
     Dev(DevArgs),
+    /// Measure throughput, latency and failover time, against running nodes
+    /// (--endpoints) or a local cluster of `taskd serve` processes (--nodes).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -230,7 +233,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(a),
-            Command::Dev(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`config`]: the command line (`taskd serve`, `taskd dev`), one clap struct per command.
 //! - [`server`]: one node: binds nothing itself, takes a listener and a shutdown future.
 //! - [`dev`]: `taskd dev`, a local cluster of N nodes in one process.
+//! - [`bench`]: `taskd bench`, a gRPC client: load workloads, latency, failover time.
 //! - [`api`]: gRPC handlers (`TaskService`, `RaftService`), validation and proto ↔
 //!   domain conversions, forwarding to the leader, the one error → status mapping.
 //! - [`raft`]: openraft's type config, the gRPC network between nodes, and the
@@ -13,6 +14,7 @@
 //! - [`proto`]: the generated `taskd.v1` stubs.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod dev;
 pub mod domain;

@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             taskd::server::run(config, listener, shutdown_signal()).await?;
         }
         Command::Dev(args) => taskd::dev::run(args, shutdown_signal()).await?,
+        Command::Bench(args) => taskd::bench::run(args, shutdown_signal()).await?,
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod batching;
+mod bench;
 mod concurrency;
 mod crash;
 mod failover;
