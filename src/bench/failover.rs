@@ -5,7 +5,8 @@
 //! CreateTask is acknowledged. The writes go to the survivors in turn, each
 //! with a 100 ms deadline and tried again at once (a try that fails within
 //! 5 ms waits out the 5 ms, so a refused connection does not spin). Then the
-//! killed node restarts on its data and the round ends when all are SERVING.
+//! killed node restarts on its data and the round ends when all are SERVING
+//! and have applied the leader's whole log.
 
 use std::time::Duration;
 
@@ -48,6 +49,11 @@ pub async fn run(cluster: &mut LocalCluster, kills: usize) -> anyhow::Result<Fai
         times_ms.push(ms);
         cluster.restart(leader).await?;
         cluster.wait_serving().await?;
+        // Kill the next leader only in a healthy cluster: the restarted node
+        // has caught up. A node still behind cannot win an election, but its
+        // own (failing) candidacy bumps the term and restarts the others'
+        // election timers: that measures a second fault, not one failover.
+        converged(cluster).await?;
     }
     Ok(FailoverReport::new(
         cluster.len(),
@@ -73,6 +79,35 @@ async fn agreed_leader(cluster: &LocalCluster) -> anyhow::Result<u64> {
         }
         if Instant::now() >= deadline {
             bail!("the nodes agreed on no leader in {PATIENCE:?} (they name {seen:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until every node has applied the leader's whole log.
+async fn converged(cluster: &LocalCluster) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut statuses = Vec::new();
+        for (_, channel) in cluster.channels() {
+            let status = RaftServiceClient::new(channel)
+                .get_cluster_status(GetClusterStatusRequest {})
+                .await;
+            statuses.extend(status.ok().map(|s| s.into_inner()));
+        }
+        let leader = statuses
+            .iter()
+            .find(|s| s.leader_id == s.node_id && s.node_id != 0);
+        if let Some(leader) = leader {
+            let target = leader.last_log_index;
+            if statuses.len() == cluster.len()
+                && statuses.iter().all(|s| s.last_applied_index >= target)
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("the restarted node did not catch up with the leader in {PATIENCE:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -100,7 +100,13 @@ async fn drive(
         duration: args.duration(),
         server_pids,
     };
+    let term_at = async || match args.target {
+        Target::Taskd => taskd_target::highest_term(endpoints).await,
+        Target::Etcd => None,
+    };
+    let term_start = term_at().await;
     let measured = load::run(callers, &plan).await;
+    let terms = term_start.zip(term_at().await);
     let setup = Setup {
         target: args.target,
         workload: args.workload,
@@ -111,6 +117,7 @@ async fn drive(
         preload: args.workload.needs_preload().then_some(args.preload),
         warmup_s: plan.warmup.as_secs_f64(),
         duration_s: plan.duration.as_secs_f64(),
+        terms,
     };
     LoadReport::new(setup, &measured).print(args.output);
     Ok(())

@@ -46,6 +46,8 @@ pub struct Setup {
     pub preload: Option<usize>,
     pub warmup_s: f64,
     pub duration_s: f64,
+    /// The cluster's Raft term before the warmup and after the window (taskd only).
+    pub terms: Option<(u64, u64)>,
 }
 
 /// The result of a load workload; the field names are the JSON keys.
@@ -76,6 +78,10 @@ pub struct LoadReport {
     pub server_cpu_s_per_1k_ops: Option<f64>,
     pub server_rss_mb: Option<f64>,
     pub client_cpu_s_per_1k_ops: Option<f64>,
+    /// Raft terms that began from the warmup to the end of the window: 0
+    /// means the leader never changed (taskd only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_terms_elapsed: Option<u64>,
 }
 
 /// Microseconds to milliseconds, kept to the microsecond.
@@ -131,6 +137,7 @@ impl LoadReport {
             server_cpu_s_per_1k_ops: per_1k_ops(measured.server_cpu_s, ops),
             server_rss_mb: measured.server_rss_mb.map(|mb| round(mb, 1)),
             client_cpu_s_per_1k_ops: per_1k_ops(measured.client_cpu_s, ops),
+            leader_terms_elapsed: setup.terms.map(|(start, end)| end.saturating_sub(start)),
         }
     }
 
@@ -172,6 +179,11 @@ impl LoadReport {
         }
         if let Some(cpu) = self.client_cpu_s_per_1k_ops {
             out += &format!("\n  client     {cpu} CPU-s per 1k ops");
+        }
+        if let Some(terms) = self.leader_terms_elapsed {
+            out += &format!(
+                "\n  raft       {terms} new terms during the run (0: one leader throughout)"
+            );
         }
         out
     }
@@ -254,6 +266,7 @@ mod tests {
             preload: Some(100),
             warmup_s: 1.0,
             duration_s: 2.0,
+            terms: Some((3, 3)),
         }
     }
 
@@ -313,6 +326,7 @@ mod tests {
             "errors",
             "server_cpu_s_per_1k_ops",
             "server_rss_mb",
+            "leader_terms_elapsed",
         ] {
             assert!(value.get(key).is_some(), "{key} missing in {line}");
         }

@@ -9,10 +9,29 @@ use tonic::Code;
 
 use super::load::{self, label, Op, LABELS, PADDING};
 use super::report::code_name;
+use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::proto::{
-    CreateTaskRequest, GetTaskRequest, ListTasksRequest, ReadConsistency, Task, UpdateTaskRequest,
+    CreateTaskRequest, GetClusterStatusRequest, GetTaskRequest, ListTasksRequest, ReadConsistency,
+    Task, UpdateTaskRequest,
 };
+
+/// The highest Raft term any of `endpoints` reports (`GetClusterStatus`),
+/// or `None` if none answers. Its growth over a run bounds the leader
+/// changes during it.
+pub async fn highest_term(endpoints: &[String]) -> Option<u64> {
+    let mut highest = None;
+    for endpoint in endpoints {
+        let Ok(channel) = channel(endpoint, Duration::from_secs(2)) else {
+            continue;
+        };
+        let mut client = RaftServiceClient::new(channel.connect_lazy());
+        if let Ok(status) = client.get_cluster_status(GetClusterStatusRequest {}).await {
+            highest = highest.max(Some(status.into_inner().term));
+        }
+    }
+    highest
+}
 
 /// How many times a preload create is tried while the cluster settles.
 const PRELOAD_TRIES: u32 = 5;
