@@ -10,7 +10,7 @@ use std::time::Duration;
 use taskd::proto::task_service_client::TaskServiceClient;
 use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
 
-use crate::process::{channel, cluster_status, spawn_cluster, spawn_node, wait_for_leader};
+use crate::process::{channel, spawn_cluster, spawn_node, wait_all_applied, wait_for_leader};
 use crate::support::{eventually, init_tracing};
 
 /// What the writers saw: acknowledged (title → id) and unknown outcomes.
@@ -97,17 +97,7 @@ async fn leader_killed_with_batches_in_flight_keeps_every_acknowledged_write() {
     }
 
     nodes.insert(leader, spawn_node(dir.path(), leader, &members));
-    eventually("every node applied the leader's whole log", || async {
-        let current = wait_for_leader(&members).await;
-        let target = cluster_status(&members[&current]).await?.last_log_index;
-        for addr in members.values() {
-            if cluster_status(addr).await?.last_applied_index < target {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    wait_all_applied(&members).await;
 
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     for (node, addr) in &members {

@@ -204,6 +204,21 @@ pub(crate) async fn wait_for_leader(nodes: &BTreeMap<u64, String>) -> u64 {
     .await
 }
 
+/// Waits until every node of `nodes` has applied the leader's whole log.
+pub(crate) async fn wait_all_applied(nodes: &BTreeMap<u64, String>) {
+    eventually("every node applied the leader's whole log", || async {
+        let current = wait_for_leader(nodes).await;
+        let target = cluster_status(&nodes[&current]).await?.last_log_index;
+        for addr in nodes.values() {
+            if cluster_status(addr).await?.last_applied_index < target {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+}
+
 /// Creates a task through `addr` and returns the id the server acknowledged.
 /// Retries (with the same request_id, so never twice) only while the cluster
 /// says it is UNAVAILABLE or the call timed out; any other error fails.
@@ -326,17 +341,7 @@ async fn kill_9_leader_process_loses_no_acknowledged_write() {
     }
 
     nodes.insert(leader, spawn_node(dir.path(), leader, &members));
-    eventually("every node applied the leader's whole log", || async {
-        let current = wait_for_leader(&members).await;
-        let target = cluster_status(&members[&current]).await?.last_log_index;
-        for addr in members.values() {
-            if cluster_status(addr).await?.last_applied_index < target {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
+    wait_all_applied(&members).await;
 
     let expected: BTreeSet<&str> = acknowledged.iter().map(String::as_str).collect();
     assert_eq!(
