@@ -26,6 +26,10 @@ struct Overlay {
     request_ids: HashMap<String, RequestIdRow>,
     /// Ids whose row (and labels) must be rewritten or deleted.
     dirty: BTreeSet<String>,
+    /// Ids this batch created that it did not load: fresh UUIDv7s from the
+    /// proposer, so the tables hold no row or label of theirs to delete
+    /// first (and every node decides this the same way).
+    fresh: BTreeSet<String>,
     new_request_ids: BTreeMap<String, RequestIdRow>,
     /// The largest `now` seen so far in the batch: request-id expiry is
     /// measured against it, never against a local clock.
@@ -60,6 +64,9 @@ impl Overlay {
                     };
                     self.request_ids.insert(request_id.clone(), row.clone());
                     self.new_request_ids.insert(request_id.clone(), row);
+                }
+                if !self.tasks.contains_key(id) {
+                    self.fresh.insert(id.clone());
                 }
                 let created = Task {
                     id: id.clone(),
@@ -149,15 +156,22 @@ impl Overlay {
     /// The statements that make the tables equal to the overlay.
     fn write_stmts<'a>(&'a self, meta: &'a SmMeta) -> Result<Vec<Stmt<'a>>, StoreError> {
         let dirty: Vec<&str> = self.dirty.iter().map(String::as_str).collect();
+        // Only rows that may exist in the tables need deleting.
+        let stored: Vec<&str> = self
+            .dirty
+            .difference(&self.fresh)
+            .map(String::as_str)
+            .collect();
         let mut live = Vec::new();
         let mut deleted = Vec::new();
         for id in &dirty {
             match self.tasks.get(*id).and_then(Option::as_ref) {
                 Some(task) => live.push(task),
-                None => deleted.push(*id),
+                None if !self.fresh.contains(*id) => deleted.push(*id),
+                None => {}
             }
         }
-        let mut stmts = delete_in("task_labels", "task_id", &dirty);
+        let mut stmts = delete_in("task_labels", "task_id", &stored);
         stmts.extend(delete_in("tasks", "id", &deleted));
         stmts.extend(write_tasks(&live)?);
         let new_request_ids: Vec<&RequestIdRow> = self.new_request_ids.values().collect();
