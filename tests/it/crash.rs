@@ -1,7 +1,7 @@
 //! Crashes while the write path is busy: real `taskd serve` processes,
 //! killed with SIGKILL while batched entries are in flight.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use taskd::proto::task_service_client::TaskServiceClient;
 use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
+use taskd_chaos::set::{self, Attempt};
 
 use crate::process::{channel, spawn_cluster, spawn_node, wait_all_applied, wait_for_leader};
 use crate::support::{eventually, init_tracing};
-
-/// What the writers saw: acknowledged (title → id) and unknown outcomes.
-#[derive(Default)]
-struct Outcomes {
-    acknowledged: BTreeMap<String, String>,
-    unknown: BTreeSet<String>,
-}
 
 /// Sixteen writers keep creating (each with its own request_id, one call in
 /// flight each, over every node) while the leader is killed with SIGKILL.
@@ -33,7 +27,7 @@ async fn leader_killed_with_batches_in_flight_keeps_every_acknowledged_write() {
     let (members, mut nodes) = spawn_cluster(dir.path(), 3);
     let leader = wait_for_leader(&members).await;
 
-    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let outcomes: Arc<Mutex<BTreeMap<String, Attempt>>> = Arc::default();
     let acked = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let addrs: Vec<String> = members.values().cloned().collect();
@@ -61,11 +55,11 @@ async fn leader_killed_with_batches_in_flight_keeps_every_acknowledged_write() {
                 match result {
                     Ok(reply) => {
                         let id = reply.into_inner().task.expect("task").id;
-                        o.acknowledged.insert(title, id);
+                        o.insert(title, Attempt::Acknowledged(id));
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {
-                        o.unknown.insert(title);
+                        o.insert(title, Attempt::Unknown);
                     }
                 }
                 n += 1;
@@ -102,7 +96,7 @@ async fn leader_killed_with_batches_in_flight_keeps_every_acknowledged_write() {
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     for (node, addr) in &members {
         let mut client = TaskServiceClient::new(channel(addr));
-        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut found = Vec::new();
         let mut page_token = String::new();
         loop {
             let page = client
@@ -116,31 +110,15 @@ async fn leader_killed_with_batches_in_flight_keeps_every_acknowledged_write() {
                 .unwrap_or_else(|s| panic!("ListTasks at node {node}: {s:?}"))
                 .into_inner();
             for task in page.tasks {
-                found.entry(task.title).or_default().push(task.id);
+                found.push((task.title, task.id));
             }
             if page.next_page_token.is_empty() {
                 break;
             }
             page_token = page.next_page_token;
         }
-        for (title, id) in &outcomes.acknowledged {
-            assert_eq!(
-                found.get(title),
-                Some(&vec![id.clone()]),
-                "node {node}: {title}"
-            );
-        }
-        for (title, ids) in &found {
-            assert!(
-                outcomes.acknowledged.contains_key(title) || outcomes.unknown.contains(title),
-                "node {node} holds {title:?}, which no writer sent"
-            );
-            assert_eq!(
-                ids.len(),
-                1,
-                "node {node} holds {title:?} {} times",
-                ids.len()
-            );
+        if let Err(violations) = set::check(&outcomes, &found) {
+            panic!("node {node}: {violations:?}");
         }
     }
 }
