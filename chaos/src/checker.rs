@@ -25,6 +25,15 @@ pub struct State {
     pub version: u64,
 }
 
+impl State {
+    pub fn new(value: &str, version: u64) -> Self {
+        Self {
+            value: value.into(),
+            version,
+        }
+    }
+}
+
 /// One call on the register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -170,10 +179,7 @@ mod tests {
     use super::*;
 
     fn st(value: &str, version: u64) -> State {
-        State {
-            value: value.into(),
-            version,
-        }
+        State::new(value, version)
     }
 
     fn write(value: &str) -> Call {

@@ -54,10 +54,7 @@ mod tests {
     use super::*;
 
     fn st(value: &str, version: u64) -> State {
-        State {
-            value: value.into(),
-            version,
-        }
+        State::new(value, version)
     }
 
     /// Lagging but monotonic reads of written values pass; going back and

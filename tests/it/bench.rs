@@ -3,8 +3,10 @@
 //! as the last line of standard output. Timings are reported, never asserted.
 
 use std::fs::File;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
 
 const TASKD: &str = env!("CARGO_BIN_EXE_taskd");
 
@@ -13,7 +15,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Runs `taskd bench ARGS`, waits for it with a deadline, and returns the
 /// JSON object of its last stdout line. Panics with its stderr on failure.
-fn bench_json(args: &[&str]) -> serde_json::Value {
+async fn bench_json(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("temp dir");
     let stdout_path = dir.path().join("stdout");
     let stderr_path = dir.path().join("stderr");
@@ -31,23 +33,17 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
             command.env_remove(key);
         }
     }
+    // Dropped on a timeout: SIGKILL; its children follow through their
+    // parent-death signal.
+    command.kill_on_drop(true);
     let mut child = command.spawn().expect("start taskd bench");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > RUN_DEADLINE {
-            // SIGKILL; its children follow through their parent-death signal.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "taskd bench {args:?} still running after {RUN_DEADLINE:?}; stderr:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Ok(status) = tokio::time::timeout(RUN_DEADLINE, child.wait()).await else {
+        panic!(
+            "taskd bench {args:?} still running after {RUN_DEADLINE:?}; stderr:\n{}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
     };
+    let status = status.expect("wait for taskd bench");
     let stdout = std::fs::read_to_string(&stdout_path).expect("read stdout");
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     assert!(status.success(), "taskd bench {args:?}: {status}\n{stderr}");
@@ -87,15 +83,13 @@ fn assert_clean_report(report: &serde_json::Value, workload: &str) {
     assert!(report["server_rss_mb"].as_f64().unwrap() > 0.0, "{report}");
 }
 
-/// `--nodes 3 --workload create` starts a cluster, creates tasks from 4
-/// callers, and reports throughput, percentiles and server usage as JSON.
-#[test]
-fn bench_create_on_a_self_started_cluster_reports_json() {
-    let report = bench_json(&[
+/// A short run of `workload` on a self-started 3-node cluster, 4 callers.
+async fn short_run(workload: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "--nodes",
         "3",
         "--workload",
-        "create",
+        workload,
         "--clients",
         "4",
         "--duration",
@@ -104,31 +98,25 @@ fn bench_create_on_a_self_started_cluster_reports_json() {
         "1",
         "--output",
         "json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    bench_json(&args).await
+}
+
+/// `--nodes 3 --workload create` starts a cluster, creates tasks from 4
+/// callers, and reports throughput, percentiles and server usage as JSON.
+#[tokio::test]
+async fn bench_create_on_a_self_started_cluster_reports_json() {
+    let report = short_run("create", &[]).await;
     assert_clean_report(&report, "create");
     assert_eq!(report["database"], "sqlite");
 }
 
 /// `--workload get` preloads tasks first and reads only ids that exist:
 /// no NOT_FOUND (or any other) error.
-#[test]
-fn bench_get_reads_preloaded_tasks_without_errors() {
-    let report = bench_json(&[
-        "--nodes",
-        "3",
-        "--workload",
-        "get",
-        "--preload",
-        "50",
-        "--clients",
-        "4",
-        "--duration",
-        "2",
-        "--warmup",
-        "1",
-        "--output",
-        "json",
-    ]);
+#[tokio::test]
+async fn bench_get_reads_preloaded_tasks_without_errors() {
+    let report = short_run("get", &["--preload", "50"]).await;
     assert_clean_report(&report, "get");
     assert_eq!(report["preload"], 50);
 }
