@@ -15,6 +15,8 @@ use crate::domain::Rejection;
 
 /// The `ErrorInfo.domain` of taskd's errors.
 pub const ERROR_DOMAIN: &str = "taskd.v1";
+/// The `ErrorInfo.reason` of a write whose outcome is unknown.
+pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +36,17 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A write was proposed, or sent to the leader, and no outcome came
+    /// back: it may have been applied, or may still be. Never UNAVAILABLE,
+    /// which clients read as "nothing happened" and retry blindly: this is
+    /// DEADLINE_EXCEEDED when the client's deadline ran out, else UNKNOWN,
+    /// each with ErrorInfo reason `OUTCOME_UNKNOWN`. Retrying with the same
+    /// `request_id` is safe.
+    #[error("{message}")]
+    OutcomeUnknown {
+        message: String,
+        client_deadline: bool,
+    },
     /// A failure that is not the caller's: logged in full, answered generically.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,6 +117,20 @@ impl From<ApiError> for Status {
             }
             ApiError::Unavailable(_) => Status::unavailable(message),
             ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            ApiError::OutcomeUnknown {
+                client_deadline, ..
+            } => {
+                let code = if client_deadline {
+                    Code::DeadlineExceeded
+                } else {
+                    Code::Unknown
+                };
+                Status::with_error_details(
+                    code,
+                    message,
+                    ErrorDetails::with_error_info(OUTCOME_UNKNOWN, ERROR_DOMAIN, HashMap::new()),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Status::internal("internal error; the server log has the details")

@@ -110,6 +110,29 @@ impl Call {
             ))
         }
     }
+
+    /// A proposed or forwarded write whose outcome is unknown: it may still
+    /// apply. `why` says what happened.
+    fn outcome_unknown(&self, why: &str) -> ApiError {
+        ApiError::OutcomeUnknown {
+            message: format!(
+                "{why}; the write may have been applied (retrying with the same request_id is safe)"
+            ),
+            client_deadline: self.client_deadline,
+        }
+    }
+
+    /// A proposed write that did not commit within the call's budget.
+    fn commit_timed_out(&self) -> ApiError {
+        if self.client_deadline {
+            self.outcome_unknown("deadline exceeded while committing the write")
+        } else {
+            self.outcome_unknown(&format!(
+                "the write did not commit within {}s: no quorum (is a majority of nodes up?)",
+                QUORUM_WAIT.as_secs()
+            ))
+        }
+    }
 }
 
 /// Parses gRPC's `grpc-timeout` header: up to 8 digits and a unit.
@@ -221,8 +244,9 @@ impl NodeContext {
     /// never reached it (the connection could not be made, so nothing was
     /// sent and nothing can have been applied): then this waits, within the
     /// call's budget, until another node leads, and the caller routes again.
-    /// A failure after the call was sent is returned as is: a write may have
-    /// been applied, and only the client knows whether resending is safe.
+    /// A failure after the call was sent is an unknown outcome: the write may
+    /// have been applied, so it is never resent here (the client may resend
+    /// it with its request_id).
     pub async fn forwarded<T>(
         &self,
         call: &Call,
@@ -240,6 +264,15 @@ impl NodeContext {
                     .await?;
                 Ok(None)
             }
+            // No answer from the leader (the connection broke, or our
+            // deadline for it passed) after the call went out: it may apply.
+            Err(status) if std::error::Error::source(&status).is_some() => {
+                tracing::info!(leader = to.leader, error = %status, "forwarded write lost its answer");
+                Err(call
+                    .outcome_unknown(&format!("the leader (node {}) did not answer", to.leader))
+                    .into())
+            }
+            // The leader's own answer, details and all.
             Err(status) => Err(status),
         }
     }
@@ -269,9 +302,7 @@ impl NodeContext {
                     let write = self.proposer.propose(command());
                     match tokio::time::timeout_at(call.deadline, write).await {
                         Err(_) | Ok(Err(ProposeError::NoQuorum)) => {
-                            return Err(
-                                call.timed_out("committing the write (it may still be applied)")
-                            )
+                            return Err(call.commit_timed_out())
                         }
                         Ok(Ok(result)) => return Ok(Routed::Here(result)),
                         Ok(Err(ProposeError::NotLeader(Some((id, addr))))) => (id, addr),
@@ -281,9 +312,11 @@ impl NodeContext {
                             continue;
                         }
                         Ok(Err(ProposeError::Stopped(why))) => {
-                            return Err(ApiError::Unavailable(format!(
-                                "this node's Raft has stopped: {why}"
-                            )))
+                            // The detail may be storage text: log it, never answer it.
+                            tracing::warn!(node = self.id, error = %why, "write failed: raft stopped");
+                            return Err(call.outcome_unknown(
+                                "this node's Raft stopped while proposing the write",
+                            ));
                         }
                         Ok(Err(e @ ProposeError::Internal(_))) => {
                             return Err(ApiError::internal("propose", e))
@@ -328,9 +361,10 @@ impl NodeContext {
                     )))
                 }
                 Ok(Err(ReadIndexError::Stopped(e))) => {
-                    return Err(ApiError::Unavailable(format!(
-                        "this node's Raft has stopped: {e}"
-                    )))
+                    tracing::warn!(node = self.id, error = %e, "read failed: raft stopped");
+                    return Err(ApiError::Unavailable(
+                        "this node's Raft has stopped; ask another node".into(),
+                    ));
                 }
             };
             let applied = |m: &RaftMetrics<NodeId, BasicNode>| {
@@ -343,11 +377,23 @@ impl NodeContext {
     }
 }
 
-/// Whether a failed call to another node failed to connect, i.e. was never
-/// sent. tonic reports that as UNAVAILABLE with the connector's message; no
-/// UNAVAILABLE that taskd itself answers mentions "connect".
+/// Whether a failed call to another node was certainly never sent: the
+/// connection could not be made (tonic's [`tonic::ConnectError`] in the
+/// error's source chain), or the leader refused the stream before reading
+/// it (HTTP/2 REFUSED_STREAM). Decided from the error's type only: a status
+/// the leader itself answered has no source, whatever its message says.
 fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return true;
+        }
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = cause.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -387,7 +433,32 @@ mod tests {
         ] {
             assert!(!never_sent(&error.into()));
         }
-        assert!(never_sent(&tonic::Status::unavailable("tcp connect error")));
+    }
+
+    /// "Never sent" is read from the error's type: a real refused connection
+    /// is, a leader's own UNAVAILABLE is not, whatever its text says (a
+    /// storage error such as "lost connection to MySQL" once read as unsent,
+    /// and the write was sent again to the next leader: applied twice).
+    #[tokio::test]
+    async fn never_sent_comes_from_the_error_type_not_its_text() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let mut client = TaskServiceClient::new(channel(&addr.to_string()).unwrap());
+        let refused = client
+            .get_task(crate::proto::GetTaskRequest::default())
+            .await
+            .unwrap_err();
+        assert!(never_sent(&refused), "a refused connection: {refused:?}");
+
+        for answered in [
+            tonic::Status::unavailable(
+                "this node's Raft has stopped: storage: lost connection to MySQL server during query",
+            ),
+            tonic::Status::unavailable("tcp connect error"),
+        ] {
+            assert!(!never_sent(&answered), "an answer: {answered:?}");
+        }
     }
 
     #[test]

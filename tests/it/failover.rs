@@ -2,8 +2,9 @@
 //! node catches up from its own data.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
-use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
+use taskd::proto::{self, CreateTaskRequest, ListTasksRequest, ReadConsistency};
 use taskd::store::Backend;
 use tonic::Code;
 
@@ -99,34 +100,85 @@ async fn request_id_survives_leader_change(cluster: &mut TestCluster) {
 
 on_both_backends!(leader_loss_and_catch_up, request_id_survives_leader_change);
 
-/// With a majority down, a write is answered UNAVAILABLE after a bounded
-/// wait, with a message that says why.
+/// With a majority down, a write that was proposed but could not commit
+/// is answered as an unknown outcome (UNKNOWN, or DEADLINE_EXCEEDED within
+/// the client's deadline, each with ErrorInfo reason OUTCOME_UNKNOWN), never
+/// UNAVAILABLE, which clients read as "nothing happened": once the majority
+/// is back the write does apply. A retry with the same request_id then
+/// returns that task, and the two unknown attempts made one task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_quorum_is_unavailable() {
+async fn no_quorum_write_is_an_unknown_outcome() {
     run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
         let leader = cluster.wait_for_leader().await;
-        for id in cluster.running_ids() {
-            if id != leader {
-                cluster.stop_node(id).await;
-            }
+        let followers: Vec<u64> = cluster
+            .running_ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect();
+        for id in &followers {
+            cluster.stop_node(*id).await;
         }
+        let request = proto::CreateTaskRequest {
+            request_id: "no-quorum-1".into(),
+            ..create_request("no quorum")
+        };
+        let mut client = cluster.client(leader).await;
         let started = std::time::Instant::now();
-        let err = cluster
-            .client(leader)
-            .await
-            .create_task(create_request("no quorum"))
+        let err = client
+            .create_task(request.clone())
             .await
             .expect_err("no quorum");
-        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert_eq!(err.code(), Code::Unknown, "{err:?}");
+        assert_outcome_unknown(&err);
         assert!(
-            err.message().contains("quorum") || err.message().contains("leader"),
-            "the message says why: {}",
+            err.message().contains("quorum"),
+            "says why: {}",
             err.message()
         );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "bounded wait"
-        );
+        assert!(started.elapsed() < Duration::from_secs(20), "bounded wait");
+
+        let mut with_deadline = tonic::Request::new(request.clone());
+        with_deadline.set_timeout(Duration::from_secs(1));
+        let err = client
+            .create_task(with_deadline)
+            .await
+            .expect_err("no quorum");
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_outcome_unknown(&err);
+
+        for id in followers {
+            cluster.restart_node(id).await;
+        }
+        let leader = cluster.wait_for_leader().await;
+        let task = cluster
+            .client(leader)
+            .await
+            .create_task(request)
+            .await
+            .expect("the retry")
+            .into_inner()
+            .task
+            .unwrap();
+        let tasks = cluster
+            .client(leader)
+            .await
+            .list_tasks(ListTasksRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner()
+            .tasks;
+        let same: Vec<_> = tasks.iter().filter(|t| t.title == "no quorum").collect();
+        assert_eq!(same.len(), 1, "one task from three attempts: {same:?}");
+        assert_eq!(same[0].id, task.id);
     })
     .await
+}
+
+fn assert_outcome_unknown(status: &tonic::Status) {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "OUTCOME_UNKNOWN", "{status:?}");
 }
