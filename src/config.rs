@@ -56,6 +56,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKD_DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Run on a MySQL server that loses committed transactions on a crash
+    /// (`innodb_flush_log_at_trx_commit` other than 1). Without this flag
+    /// such a server is refused: acknowledged writes could vanish.
+    #[arg(long, env = "TASKD_UNSAFE_ALLOW_LOSSY_DATABASE")]
+    pub unsafe_allow_lossy_database: bool,
+
     /// Every founding member as `id=host:port,…`. The lowest id initializes a
     /// new cluster once; restarts never re-initialize. Must be the same on
     /// every node.
@@ -131,6 +137,8 @@ pub struct NodeConfig {
     pub advertise: String,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// `--unsafe-allow-lossy-database`.
+    pub allow_lossy_database: bool,
     pub initial_cluster: InitialCluster,
     /// Log compaction; not a flag yet (cluster operations will add one).
     pub snapshots: SnapshotTuning,
@@ -196,6 +204,7 @@ impl ServeArgs {
             advertise,
             data_dir: self.data_dir.clone(),
             database_url,
+            allow_lossy_database: self.unsafe_allow_lossy_database,
             initial_cluster: self.initial_cluster.clone(),
             snapshots: SnapshotTuning::default(),
             raft_timing,

@@ -74,6 +74,7 @@ pub async fn run(
                     .join("taskd.db")
                     .display()
             ),
+            allow_lossy_database: false,
             initial_cluster: members.clone(),
             snapshots: Default::default(),
             raft_timing: Default::default(),

@@ -167,12 +167,17 @@ pub enum Command {
         expected_version: u64,
         now: Micros,
         patch: TaskPatch,
+        /// The client's idempotency key: a retry gets the first result.
+        #[serde(default)]
+        request_id: Option<String>,
     },
     DeleteTask {
         id: String,
         /// 0 = unconditional.
         expected_version: u64,
         now: Micros,
+        #[serde(default)]
+        request_id: Option<String>,
     },
 }
 
@@ -195,6 +200,46 @@ pub struct BatchResults {
 }
 
 impl Command {
+    /// The client's idempotency key, if it sent one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Command::CreateTask { request_id, .. }
+            | Command::UpdateTask { request_id, .. }
+            | Command::DeleteTask { request_id, .. } => request_id.as_deref(),
+        }
+    }
+
+    /// What the client asked for, hashed: everything but what the proposer
+    /// chose (the new id, the time). Two calls with one request_id must
+    /// match here, else the key was reused for a different request. A pure
+    /// function of the command, so every node computes the same bytes.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        use sha2::Digest;
+        #[derive(Serialize)]
+        enum Asked<'a> {
+            Create(&'a NewTask),
+            Update(&'a str, u64, &'a TaskPatch),
+            Delete(&'a str, u64),
+        }
+        let asked = match self {
+            Command::CreateTask { task, .. } => Asked::Create(task),
+            Command::UpdateTask {
+                id,
+                expected_version,
+                patch,
+                ..
+            } => Asked::Update(id, *expected_version, patch),
+            Command::DeleteTask {
+                id,
+                expected_version,
+                ..
+            } => Asked::Delete(id, *expected_version),
+        };
+        // Serializing plain data to a Vec cannot fail.
+        let bytes = rmp_serde::to_vec(&asked).unwrap_or_default();
+        sha2::Sha256::digest(bytes).to_vec()
+    }
+
     /// Roughly how many bytes the command takes in a log entry: what the
     /// proposer counts against a batch's byte bound.
     pub fn weight(&self) -> usize {
@@ -215,14 +260,22 @@ impl Command {
                         + task.assignee.len()
                         + labels(&task.labels)
                 }
-                Command::UpdateTask { id, patch, .. } => {
+                Command::UpdateTask {
+                    id,
+                    patch,
+                    request_id,
+                    ..
+                } => {
                     id.len()
+                        + request_id.as_ref().map_or(0, String::len)
                         + patch.title.as_ref().map_or(0, String::len)
                         + patch.description.as_ref().map_or(0, String::len)
                         + patch.assignee.as_ref().map_or(0, String::len)
                         + patch.labels.as_deref().map_or(0, labels)
                 }
-                Command::DeleteTask { id, .. } => id.len(),
+                Command::DeleteTask { id, request_id, .. } => {
+                    id.len() + request_id.as_ref().map_or(0, String::len)
+                }
             }
     }
 }
@@ -242,6 +295,10 @@ pub enum Rejection {
     RequestIdTaskDeleted {
         request_id: String,
         id: String,
+    },
+    /// The request_id was first used for a different request.
+    RequestIdReused {
+        request_id: String,
     },
 }
 

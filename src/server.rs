@@ -21,7 +21,7 @@ use crate::raft::network::{Network, MAX_MESSAGE_BYTES};
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -58,7 +58,10 @@ pub async fn run(
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let store = Store::connect(&config.database_url).await?;
+    let options = StoreOptions {
+        allow_lossy_database: config.allow_lossy_database,
+    };
+    let store = Store::connect_with(&config.database_url, options).await?;
     let result = serve(&config, store.clone(), listener, shutdown).await;
     store.close().await;
     result

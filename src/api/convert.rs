@@ -171,13 +171,22 @@ pub fn new_task(req: &proto::CreateTaskRequest) -> Result<(NewTask, Option<Strin
         labels: req.labels.clone(),
     };
     v.finish()?;
-    let request_id = (!req.request_id.is_empty()).then(|| req.request_id.clone());
-    Ok((task, request_id))
+    Ok((task, optional(&req.request_id)))
+}
+
+/// A validated UpdateTask: the task's id, the patch its mask names, and the
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateRequest {
+    pub id: String,
+    pub patch: TaskPatch,
+    pub request_id: Option<String>,
 }
 
 /// Validates an UpdateTask request: the id and the patch its mask names.
-pub fn task_patch(req: &proto::UpdateTaskRequest) -> Result<(String, TaskPatch), ApiError> {
+pub fn task_patch(req: &proto::UpdateTaskRequest) -> Result<UpdateRequest, ApiError> {
     let mut v = Violations::default();
+    check_max(&mut v, "request_id", &req.request_id, MAX_REQUEST_ID_CHARS);
     let Some(task) = &req.task else {
         return Err(ApiError::field("task", "is required"));
     };
@@ -242,13 +251,31 @@ pub fn task_patch(req: &proto::UpdateTaskRequest) -> Result<(String, TaskPatch),
         }
     }
     v.finish()?;
-    Ok((task.id.clone(), patch))
+    Ok(UpdateRequest {
+        id: task.id.clone(),
+        patch,
+        request_id: optional(&req.request_id),
+    })
 }
 
 pub fn task_id(field: &str, id: &str) -> Result<(), ApiError> {
     let mut v = Violations::default();
     check_id(&mut v, field, id);
     v.finish()
+}
+
+/// Validates a DeleteTask request; its idempotency key, if any.
+pub fn delete_request(req: &proto::DeleteTaskRequest) -> Result<Option<String>, ApiError> {
+    let mut v = Violations::default();
+    check_id(&mut v, "id", &req.id);
+    check_max(&mut v, "request_id", &req.request_id, MAX_REQUEST_ID_CHARS);
+    v.finish()?;
+    Ok(optional(&req.request_id))
+}
+
+/// An empty proto string is "not set".
+fn optional(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 impl From<Task> for proto::Task {
@@ -345,13 +372,19 @@ mod tests {
                 paths: paths.iter().map(|p| p.to_string()).collect(),
             }),
             expected_version: 0,
+            request_id: String::new(),
         }
     }
 
     #[test]
     fn mask_names_exactly_the_changed_fields() {
-        let (id, patch) = task_patch(&update(&["title", "status"])).unwrap();
+        let UpdateRequest {
+            id,
+            patch,
+            request_id,
+        } = task_patch(&update(&["title", "status"])).unwrap();
         assert_eq!(id, "id1");
+        assert_eq!(request_id, None);
         assert_eq!(patch.title.as_deref(), Some("new"));
         assert_eq!(patch.status, Some(TaskStatus::Done));
         assert_eq!(patch.description, None);
@@ -375,7 +408,26 @@ mod tests {
 
     #[test]
     fn clearing_the_deadline_is_expressible() {
-        let (_, patch) = task_patch(&update(&["deadline"])).unwrap();
+        let patch = task_patch(&update(&["deadline"])).unwrap().patch;
         assert_eq!(patch.deadline, Some(None));
+    }
+
+    #[test]
+    fn write_request_ids_are_bounded() {
+        let long = "r".repeat(MAX_REQUEST_ID_CHARS + 1);
+        let mut request = update(&["title"]);
+        request.request_id = long.clone();
+        assert_eq!(fields(task_patch(&request).unwrap_err()), ["request_id"]);
+        let delete = |request_id: &str| proto::DeleteTaskRequest {
+            id: "id1".into(),
+            expected_version: 0,
+            request_id: request_id.into(),
+        };
+        assert_eq!(
+            fields(delete_request(&delete(&long)).unwrap_err()),
+            ["request_id"]
+        );
+        assert_eq!(delete_request(&delete("")).unwrap(), None);
+        assert_eq!(delete_request(&delete("k")).unwrap().as_deref(), Some("k"));
     }
 }

@@ -17,6 +17,8 @@ use crate::domain::Rejection;
 pub const ERROR_DOMAIN: &str = "taskd.v1";
 /// The `ErrorInfo.reason` of a write whose outcome is unknown.
 pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+/// The `ErrorInfo.reason` of a request_id reused for a different request.
+pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,7 +27,9 @@ pub enum ApiError {
     #[error("task {id:?} not found")]
     NotFound { id: String },
     #[error("request_id {request_id:?} was already used to create task {id:?}, which has since been deleted")]
-    RequestIdReused { request_id: String, id: String },
+    RequestIdTaskDeleted { request_id: String, id: String },
+    #[error("request_id {request_id:?} was already used for a different request; use a new request_id for a new request")]
+    RequestIdReused { request_id: String },
     #[error("task {id:?} is at version {current}, not the expected version {expected}; nothing was changed")]
     VersionMismatch {
         id: String,
@@ -85,8 +89,9 @@ impl From<Rejection> for ApiError {
                 current,
             },
             Rejection::RequestIdTaskDeleted { request_id, id } => {
-                Self::RequestIdReused { request_id, id }
+                Self::RequestIdTaskDeleted { request_id, id }
             }
+            Rejection::RequestIdReused { request_id } => Self::RequestIdReused { request_id },
         }
     }
 }
@@ -101,7 +106,16 @@ impl From<ApiError> for Status {
                 ErrorDetails::with_bad_request(violations),
             ),
             ApiError::NotFound { .. } => Status::not_found(message),
-            ApiError::RequestIdReused { .. } => Status::already_exists(message),
+            ApiError::RequestIdTaskDeleted { .. } => Status::already_exists(message),
+            ApiError::RequestIdReused { .. } => {
+                let mut details =
+                    ErrorDetails::with_error_info(REQUEST_ID_REUSED, ERROR_DOMAIN, HashMap::new());
+                details.add_bad_request_violation(
+                    "request_id",
+                    "was already used for a different request",
+                );
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
             ApiError::VersionMismatch {
                 expected, current, ..
             } => {

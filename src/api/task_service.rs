@@ -172,14 +172,15 @@ impl TaskService for TaskApi {
         &self,
         request: Request<proto::UpdateTaskRequest>,
     ) -> Result<Response<proto::UpdateTaskResponse>, Status> {
-        let (id, patch) = convert::task_patch(request.get_ref())?;
+        let update = convert::task_patch(request.get_ref())?;
         let expected_version = request.get_ref().expected_version;
         let call = Call::new(&request);
         let make = || Command::UpdateTask {
-            id: id.clone(),
+            id: update.id.clone(),
             expected_version,
             now: now_micros(),
-            patch: patch.clone(),
+            patch: update.patch.clone(),
+            request_id: update.request_id.clone(),
         };
         let message = request.into_inner();
         let forward = |mut c: Client, r| async move { c.update_task(r).await };
@@ -196,13 +197,14 @@ impl TaskService for TaskApi {
         request: Request<proto::DeleteTaskRequest>,
     ) -> Result<Response<proto::DeleteTaskResponse>, Status> {
         let req = request.get_ref();
-        convert::task_id("id", &req.id)?;
+        let request_id = convert::delete_request(req)?;
         let (id, expected_version) = (req.id.clone(), req.expected_version);
         let call = Call::new(&request);
         let make = || Command::DeleteTask {
             id: id.clone(),
             expected_version,
             now: now_micros(),
+            request_id: request_id.clone(),
         };
         let message = request.into_inner();
         let forward = |mut c: Client, r| async move { c.delete_task(r).await };

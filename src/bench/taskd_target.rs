@@ -187,7 +187,8 @@ impl TaskdCaller {
                     update_mask: Some(prost_types::FieldMask {
                         paths: vec!["title".into()],
                     }),
-                    expected_version: 0,
+                    // No request_id: the bench never retries a write.
+                    ..Default::default()
                 };
                 self.client.update_task(request).await.map(drop)
             }

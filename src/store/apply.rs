@@ -13,7 +13,7 @@ use crate::domain::{Command, CommandResult, Micros, Rejection, Task, REQUEST_ID_
 use super::pool::{ApplyPool, Arg, Stmt};
 use super::rows::{
     delete_in, select_in, write_request_ids, write_sm_meta, write_tasks, RequestIdDbRow, TaskRow,
-    TASK_COLUMNS,
+    REQUEST_ID_COLUMNS, TASK_COLUMNS,
 };
 use super::{RequestIdRow, SmMeta, Store, StoreError};
 
@@ -37,34 +37,62 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// One write, deduplicated by its request_id: a key seen before answers
+    /// the first call's result (a create: the task as it is now), or
+    /// REQUEST_ID_REUSED when the first call asked for something else.
     fn apply(&mut self, command: &Command) -> CommandResult {
+        let now = match command {
+            Command::CreateTask { now, .. }
+            | Command::UpdateTask { now, .. }
+            | Command::DeleteTask { now, .. } => *now,
+        };
+        self.see_now(now);
+        let Some(request_id) = command.request_id() else {
+            return self.apply_once(command);
+        };
+        let fingerprint = command.fingerprint();
+        if let Some(known) = self.live_request_id(request_id) {
+            // Rows from before fingerprints were kept have none: trust them.
+            if !known.fingerprint.is_empty() && known.fingerprint != fingerprint {
+                return CommandResult::Rejected(Rejection::RequestIdReused {
+                    request_id: request_id.to_owned(),
+                });
+            }
+            if let Some(first) = &known.result {
+                return first.clone();
+            }
+            let task_id = known.task_id.clone();
+            return match self.tasks.get(&task_id).cloned().flatten() {
+                Some(task) => CommandResult::Task(task),
+                None => CommandResult::Rejected(Rejection::RequestIdTaskDeleted {
+                    request_id: request_id.to_owned(),
+                    id: task_id,
+                }),
+            };
+        }
+        let result = self.apply_once(command);
+        let (task_id, kept) = match command {
+            Command::CreateTask { id, .. } => (id.clone(), None),
+            Command::UpdateTask { id, .. } | Command::DeleteTask { id, .. } => {
+                (id.clone(), Some(result.clone()))
+            }
+        };
+        let row = RequestIdRow {
+            request_id: request_id.to_owned(),
+            task_id,
+            create_time: now,
+            fingerprint,
+            result: kept,
+        };
+        self.request_ids.insert(row.request_id.clone(), row.clone());
+        self.new_request_ids.insert(row.request_id.clone(), row);
+        result
+    }
+
+    /// One write, as if for the first time.
+    fn apply_once(&mut self, command: &Command) -> CommandResult {
         match command {
-            Command::CreateTask {
-                id,
-                request_id,
-                now,
-                task,
-            } => {
-                self.see_now(*now);
-                if let Some(request_id) = request_id {
-                    if let Some(known) = self.live_request_id(request_id) {
-                        let task_id = known.task_id.clone();
-                        return match self.tasks.get(&task_id).cloned().flatten() {
-                            Some(task) => CommandResult::Task(task),
-                            None => CommandResult::Rejected(Rejection::RequestIdTaskDeleted {
-                                request_id: request_id.clone(),
-                                id: task_id,
-                            }),
-                        };
-                    }
-                    let row = RequestIdRow {
-                        request_id: request_id.clone(),
-                        task_id: id.clone(),
-                        create_time: *now,
-                    };
-                    self.request_ids.insert(request_id.clone(), row.clone());
-                    self.new_request_ids.insert(request_id.clone(), row);
-                }
+            Command::CreateTask { id, now, task, .. } => {
                 if !self.tasks.contains_key(id) {
                     self.fresh.insert(id.clone());
                 }
@@ -89,8 +117,8 @@ impl Overlay {
                 expected_version,
                 now,
                 patch,
+                ..
             } => {
-                self.see_now(*now);
                 let mut task = match self.current(id, *expected_version) {
                     Ok(task) => task,
                     Err(rejection) => return CommandResult::Rejected(rejection),
@@ -104,9 +132,8 @@ impl Overlay {
             Command::DeleteTask {
                 id,
                 expected_version,
-                now,
+                ..
             } => {
-                self.see_now(*now);
                 if let Err(rejection) = self.current(id, *expected_version) {
                     return CommandResult::Rejected(rejection);
                 }
@@ -175,7 +202,7 @@ impl Overlay {
         stmts.extend(delete_in("tasks", "id", &deleted));
         stmts.extend(write_tasks(&live)?);
         let new_request_ids: Vec<&RequestIdRow> = self.new_request_ids.values().collect();
-        stmts.extend(write_request_ids(&new_request_ids));
+        stmts.extend(write_request_ids(&new_request_ids)?);
         if let Some(limit) = self.expired_before() {
             stmts.push(Stmt::new(
                 "DELETE FROM request_ids WHERE create_time < ?",
@@ -200,19 +227,15 @@ impl Store {
         let mut request_ids: Vec<&str> = Vec::new();
         let mut task_ids: BTreeSet<&str> = BTreeSet::new();
         for command in entries.iter().flatten() {
-            match command {
-                Command::CreateTask { request_id, .. } => {
-                    request_ids.extend(request_id.as_deref());
-                }
-                Command::UpdateTask { id, .. } | Command::DeleteTask { id, .. } => {
-                    task_ids.insert(id);
-                }
+            request_ids.extend(command.request_id());
+            if let Command::UpdateTask { id, .. } | Command::DeleteTask { id, .. } = command {
+                task_ids.insert(id);
             }
         }
         request_ids.sort_unstable();
         request_ids.dedup();
         let request_id_loads = select_in(
-            "request_id, task_id, create_time",
+            REQUEST_ID_COLUMNS,
             "request_ids",
             "request_id",
             &request_ids,

@@ -34,9 +34,10 @@ pub(crate) mod testutil;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Micros, Task, TaskStatus};
+use crate::domain::{CommandResult, Micros, Task, TaskStatus};
 
 pub use error::StoreError;
+pub use pool::StoreOptions;
 
 /// Which SQL database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,10 +121,18 @@ pub struct StateDump {
     pub request_ids: Vec<RequestIdRow>,
 }
 
-/// A remembered `CreateTask.request_id` and the task it created.
+/// A remembered request_id: the task its write named (for a create, the
+/// task it created), when it was first seen, what was asked, and, for an
+/// update or delete, the first result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestIdRow {
     pub request_id: String,
     pub task_id: String,
     pub create_time: Micros,
+    /// [`crate::domain::Command::fingerprint`] of the first request.
+    #[serde(default)]
+    pub fingerprint: Vec<u8>,
+    /// `None` for a create: its retry returns the task as it is now.
+    #[serde(default)]
+    pub result: Option<CommandResult>,
 }

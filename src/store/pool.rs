@@ -290,12 +290,26 @@ impl ApplyPool for MySqlPool {
     }
 }
 
+/// How a store may be opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Open a MySQL server that loses committed transactions on a crash
+    /// (`innodb_flush_log_at_trx_commit` other than 1): Raft's durability
+    /// promises then no longer hold. Off unless the operator insists.
+    pub allow_lossy_database: bool,
+}
+
 impl Store {
+    /// [`Store::connect_with`] with the default (strict) options.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
     /// `mysql://…` (the database is created if missing) or `sqlite://…`
     /// (the file is created if missing); runs the embedded migrations.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         let pools = if url.starts_with("mysql://") {
-            Pools::Mysql(connect_mysql(url).await?)
+            Pools::Mysql(connect_mysql(url, options).await?)
         } else if url.starts_with("sqlite:") {
             connect_sqlite(url).await?
         } else {
@@ -336,7 +350,7 @@ impl Store {
     }
 }
 
-async fn connect_mysql(url: &str) -> Result<MySqlPool, StoreError> {
+async fn connect_mysql(url: &str, options: StoreOptions) -> Result<MySqlPool, StoreError> {
     if !MySql::database_exists(url).await? {
         MySql::create_database(url).await?;
     }
@@ -344,7 +358,11 @@ async fn connect_mysql(url: &str) -> Result<MySqlPool, StoreError> {
         .max_connections(10)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
-                // Exports rely on snapshot reads; don't inherit a server default.
+                // A statement outside a transaction (save_vote, say) must be
+                // durable when it returns: never inherit a server's
+                // autocommit=0. Exports rely on snapshot reads: never
+                // inherit another isolation level either.
+                conn.execute("SET SESSION autocommit = 1").await?;
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     .await?;
                 Ok(())
@@ -352,8 +370,34 @@ async fn connect_mysql(url: &str) -> Result<MySqlPool, StoreError> {
         })
         .connect(url)
         .await?;
+    check_flush_at_commit(&pool, options).await?;
     sqlx::migrate!("migrations/mysql").run(&pool).await?;
     Ok(pool)
+}
+
+/// Refuses a server whose InnoDB does not flush its log at every commit
+/// (0: once a second; 2: to the OS only), unless the operator allowed it.
+async fn check_flush_at_commit(pool: &MySqlPool, options: StoreOptions) -> Result<(), StoreError> {
+    let (flush,): (i64,) =
+        sqlx::query_as("SELECT CAST(@@GLOBAL.innodb_flush_log_at_trx_commit AS SIGNED)")
+            .fetch_one(pool)
+            .await?;
+    if flush == 1 {
+        return Ok(());
+    }
+    if !options.allow_lossy_database {
+        return Err(StoreError::LossyDatabase(format!(
+            "the MySQL server has innodb_flush_log_at_trx_commit = {flush}, which loses \
+             committed transactions on a crash; set it to 1, or start taskd with \
+             --unsafe-allow-lossy-database to run anyway"
+        )));
+    }
+    tracing::warn!(
+        innodb_flush_log_at_trx_commit = flush,
+        "the MySQL server may lose committed transactions on a crash \
+         (--unsafe-allow-lossy-database): acknowledged writes may be lost"
+    );
+    Ok(())
 }
 
 async fn connect_sqlite(url: &str) -> Result<Pools, StoreError> {

@@ -74,21 +74,35 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
+/// The columns [`RequestIdDbRow`] reads.
+pub(crate) const REQUEST_ID_COLUMNS: &str = "request_id, task_id, create_time, fingerprint, result";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct RequestIdDbRow {
     request_id: Vec<u8>,
     task_id: Vec<u8>,
     create_time: i64,
+    fingerprint: Vec<u8>,
+    result: Option<Vec<u8>>,
 }
 
 impl TryFrom<RequestIdDbRow> for RequestIdRow {
     type Error = StoreError;
 
     fn try_from(row: RequestIdDbRow) -> Result<RequestIdRow, StoreError> {
+        let request_id = utf8(row.request_id, "request id")?;
+        let result = match row.result {
+            None => None,
+            Some(bytes) => Some(rmp_serde::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!("request id {request_id:?}: result: {e}"))
+            })?),
+        };
         Ok(RequestIdRow {
-            request_id: utf8(row.request_id, "request id")?,
             task_id: utf8(row.task_id, "request id's task id")?,
             create_time: row.create_time,
+            fingerprint: row.fingerprint,
+            result,
+            request_id,
         })
     }
 }
@@ -188,28 +202,49 @@ pub(crate) fn select_in<'a>(
 }
 
 /// `REPLACE INTO request_ids …`, chunked.
-pub(crate) fn write_request_ids<'a>(rows: &[&'a RequestIdRow]) -> Vec<Stmt<'a>> {
-    chunks(rows, |r| r.request_id.len() + r.task_id.len())
+pub(crate) fn write_request_ids<'a>(
+    rows: &[&'a RequestIdRow],
+) -> Result<Vec<Stmt<'a>>, StoreError> {
+    let mut results = Vec::with_capacity(rows.len());
+    for row in rows {
+        let encoded = match &row.result {
+            None => None,
+            Some(result) => Some(rmp_serde::to_vec(result).map_err(|e| {
+                StoreError::Corrupt(format!("request id {:?}: result: {e}", row.request_id))
+            })?),
+        };
+        results.push((*row, encoded));
+    }
+    let size = |(r, result): &(&RequestIdRow, Option<Vec<u8>>)| {
+        r.request_id.len()
+            + r.task_id.len()
+            + r.fingerprint.len()
+            + result.as_ref().map_or(0, Vec::len)
+    };
+    Ok(chunks(&results, size)
         .into_iter()
         .map(|chunk| {
             let args = chunk
                 .iter()
-                .flat_map(|r| {
+                .flat_map(|(r, result)| {
+                    let r: &'a RequestIdRow = r;
                     [
                         Arg::text(&r.request_id),
                         Arg::text(&r.task_id),
                         Arg::Int(r.create_time),
+                        Arg::bytes(&r.fingerprint),
+                        Arg::Bytes(result.clone().map(Cow::Owned)),
                     ]
                 })
                 .collect();
             let sql = multi_row_sql(
-                "REPLACE INTO request_ids (request_id, task_id, create_time)",
-                3,
+                "REPLACE INTO request_ids (request_id, task_id, create_time, fingerprint, result)",
+                5,
                 chunk.len(),
             );
             Stmt::new(sql, args)
         })
-        .collect()
+        .collect())
 }
 
 pub(crate) fn write_sm_meta(meta: &SmMeta) -> Stmt<'_> {

@@ -6,7 +6,8 @@ use crate::domain::Task;
 
 use super::pool::{BeginSnapshot, Stmt};
 use super::rows::{
-    write_request_ids, write_sm_meta, write_tasks, RequestIdDbRow, TaskRow, TASK_COLUMNS,
+    write_request_ids, write_sm_meta, write_tasks, RequestIdDbRow, TaskRow, REQUEST_ID_COLUMNS,
+    TASK_COLUMNS,
 };
 use super::{RequestIdRow, SmMeta, StateDump, Store, StoreError};
 
@@ -48,9 +49,9 @@ impl Store {
                 sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks ORDER BY id"))
                     .fetch_all(&mut *tx)
                     .await?;
-            let request_ids: Vec<RequestIdDbRow> = sqlx::query_as(
-                "SELECT request_id, task_id, create_time FROM request_ids ORDER BY request_id",
-            )
+            let request_ids: Vec<RequestIdDbRow> = sqlx::query_as(&format!(
+                "SELECT {REQUEST_ID_COLUMNS} FROM request_ids ORDER BY request_id"
+            ))
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -86,7 +87,7 @@ impl Store {
         let tasks: Vec<&Task> = dump.tasks.iter().collect();
         stmts.extend(write_tasks(&tasks)?);
         let request_ids: Vec<&RequestIdRow> = dump.request_ids.iter().collect();
-        stmts.extend(write_request_ids(&request_ids));
+        stmts.extend(write_request_ids(&request_ids)?);
         stmts.push(write_sm_meta(&dump.meta));
         stmts.extend(Store::snapshot_stmts(snapshot_meta, snapshot_data));
         on_pool!(self, write, |pool| {

@@ -76,6 +76,7 @@ async fn crud_round_trip(cluster: &mut TestCluster) {
             }),
             update_mask: mask(&["title", "status", "deadline"]),
             expected_version: 1,
+            request_id: String::new(),
         })
         .await
         .expect("update")
@@ -116,6 +117,7 @@ async fn crud_round_trip(cluster: &mut TestCluster) {
         .delete_task(DeleteTaskRequest {
             id: created.id.clone(),
             expected_version: 1,
+            request_id: String::new(),
         })
         .await
         .expect_err("stale version");
@@ -127,6 +129,7 @@ async fn crud_round_trip(cluster: &mut TestCluster) {
         .delete_task(DeleteTaskRequest {
             id: created.id.clone(),
             expected_version: 2,
+            request_id: String::new(),
         })
         .await
         .expect("delete");
@@ -142,6 +145,7 @@ async fn crud_round_trip(cluster: &mut TestCluster) {
         .delete_task(DeleteTaskRequest {
             id: created.id.clone(),
             expected_version: 0,
+            request_id: String::new(),
         })
         .await
         .expect_err("gone");
@@ -364,6 +368,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
                 task,
                 update_mask: mask(paths),
                 expected_version,
+                request_id: String::new(),
             };
         let with_id = |id: &str| {
             Some(proto::Task {
@@ -449,6 +454,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
             .delete_task(DeleteTaskRequest {
                 id: String::new(),
                 expected_version: 0,
+                request_id: String::new(),
             })
             .await
             .expect_err("empty id");
@@ -542,3 +548,83 @@ async fn health_is_serving_on_every_node() {
     })
     .await
 }
+
+/// Updates and deletes take a request_id: a retry through another node gets
+/// the first result (the version moved once; the delete succeeds again),
+/// and the key reused for a different request is INVALID_ARGUMENT with
+/// ErrorInfo reason REQUEST_ID_REUSED, changing nothing.
+async fn write_request_ids(cluster: &mut TestCluster) {
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower().await;
+    let mut via_leader = cluster.client(leader).await;
+    let mut via_follower = cluster.client(follower).await;
+    let task = via_leader
+        .create_task(create_request("keyed"))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let update = UpdateTaskRequest {
+        task: Some(proto::Task {
+            id: task.id.clone(),
+            title: "keyed, v2".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["title"]),
+        expected_version: 0,
+        request_id: "update-once".into(),
+    };
+    let first = via_leader
+        .update_task(update.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = via_follower
+        .update_task(update.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first, "the retry answers the first result");
+    assert_eq!(first.task.as_ref().unwrap().version, 2);
+
+    let mut reused = update.clone();
+    reused.task.as_mut().unwrap().title = "something else".into();
+    let err = via_follower.update_task(reused).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let info = err.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "REQUEST_ID_REUSED");
+
+    let delete = DeleteTaskRequest {
+        id: task.id.clone(),
+        expected_version: 2,
+        request_id: "delete-once".into(),
+    };
+    via_follower.delete_task(delete.clone()).await.unwrap();
+    via_leader
+        .delete_task(delete)
+        .await
+        .expect("a retried delete succeeds again, not NOT_FOUND");
+    let err = via_leader
+        .create_task(CreateTaskRequest {
+            request_id: "update-once".into(),
+            ..create_request("keyed")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "another kind of write: {err:?}"
+    );
+    let gone = via_leader
+        .get_task(GetTaskRequest {
+            id: task.id,
+            consistency: ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+on_both_backends!(write_request_ids);

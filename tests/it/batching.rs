@@ -20,6 +20,7 @@ fn retitle(id: &str, title: &str, expected_version: u64) -> UpdateTaskRequest {
             paths: vec!["title".into()],
         }),
         expected_version,
+        request_id: String::new(),
     }
 }
 

@@ -35,6 +35,7 @@ async fn concurrent_updates_with_same_version(cluster: &mut TestCluster) {
                         paths: vec!["title".into()],
                     }),
                     expected_version: 1,
+                    request_id: String::new(),
                 })
                 .await;
             (i, result)

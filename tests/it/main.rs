@@ -1,6 +1,7 @@
 //! Integration tests: real taskd nodes on loopback ports, real gRPC, real
 //! SQLite and MySQL. Nothing is mocked. One binary, modules by concern.
 
+mod mariadb;
 mod support;
 
 mod api;
@@ -10,6 +11,7 @@ mod concurrency;
 mod crash;
 mod failover;
 mod mesh;
+mod mysql_settings;
 mod paging;
 mod process;
 mod replication;

@@ -23,6 +23,7 @@ async fn follower_writes_reach_every_database(cluster: &mut TestCluster) {
                 paths: vec!["assignee".into()],
             }),
             expected_version: 1,
+            request_id: String::new(),
         })
         .await
         .expect("update");
@@ -30,6 +31,7 @@ async fn follower_writes_reach_every_database(cluster: &mut TestCluster) {
         .delete_task(taskd::proto::DeleteTaskRequest {
             id: ids[5].clone(),
             expected_version: 0,
+            request_id: String::new(),
         })
         .await
         .expect("delete");

@@ -137,6 +137,7 @@ impl TestCluster {
             advertise: self.members[&id].clone(),
             data_dir: self.dir.path().join(format!("node{id}")),
             database_url: self.urls[&id].clone(),
+            allow_lossy_database: false,
             initial_cluster: self.members.clone(),
             snapshots: self.snapshots,
             raft_timing: Default::default(),

@@ -270,3 +270,26 @@ def test_retry_across_a_killed_node_never_duplicates(cluster, label):
     finally:
         client.close()
         cluster.restart(victim)
+
+
+def test_every_write_carries_a_request_id_and_unknown_outcomes_are_retried():
+    """Updates and deletes get a fresh request_id (fixed for all attempts), so UNKNOWN with
+    reason OUTCOME_UNKNOWN may be retried; a bare UNKNOWN is an answer, not retried."""
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+
+    from taskd_client import _common
+
+    assert _common.update_request("t", 0, {"title": "x"}).request_id
+    assert _common.delete_request("t", 0).request_id
+    assert _common.update_request("t", 0, {"title": "x"}).request_id != _common.update_request(
+        "t", 0, {"title": "x"}
+    ).request_id
+
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason="OUTCOME_UNKNOWN", domain="taskd.v1"))
+    unknown = status_pb2.Status(code=2, message="may have applied", details=[detail])
+    assert _common.retryable(grpc.StatusCode.UNKNOWN, unknown)
+    assert not _common.retryable(grpc.StatusCode.UNKNOWN, status_pb2.Status(code=2))
+    assert not _common.retryable(grpc.StatusCode.DEADLINE_EXCEEDED, unknown)
+    assert _common.retryable(grpc.StatusCode.UNAVAILABLE)

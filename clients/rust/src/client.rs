@@ -191,11 +191,10 @@ impl TaskClient {
     /// `task.id`. With `expected_version` > 0 the change applies only at that
     /// version, else [`Error::Conflict`] with the current version.
     ///
-    /// Retries after an ambiguous failure (the connection dropped after the
-    /// server got the call) send the update again. If the first attempt was
-    /// applied, a retry with `expected_version` > 0 gets [`Error::Conflict`]
-    /// (the version has moved on, by that very update), and one with 0 applies
-    /// the same values again, bumping the version once more.
+    /// Every attempt carries one fresh `request_id`, so a retry after an
+    /// ambiguous failure (the connection dropped after the server got the
+    /// call, or the server answered OUTCOME_UNKNOWN) gets the first attempt's
+    /// result instead of updating twice.
     pub async fn update_task(
         &self,
         task: pb::Task,
@@ -208,6 +207,7 @@ impl TaskClient {
                 paths: paths.into_iter().map(Into::into).collect(),
             }),
             expected_version,
+            request_id: uuid::Uuid::new_v4().to_string(),
         };
         let response = self
             .call(
@@ -218,11 +218,9 @@ impl TaskClient {
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
 
-    /// Deletes a task; `expected_version` as in [`update_task`](Self::update_task).
-    ///
-    /// If an attempt was applied but its answer lost, the retry gets
-    /// [`Error::NotFound`] (the task is already gone): treat NOT_FOUND after a
-    /// delete as "deleted, by this call or another".
+    /// Deletes a task; `expected_version` and retries as in
+    /// [`update_task`](Self::update_task): a retry of an attempt that was
+    /// applied succeeds again, it does not answer NOT_FOUND.
     pub async fn delete_task(
         &self,
         id: impl Into<String>,
@@ -231,6 +229,7 @@ impl TaskClient {
         let request = pb::DeleteTaskRequest {
             id: id.into(),
             expected_version,
+            request_id: uuid::Uuid::new_v4().to_string(),
         };
         self.call(
             request,
@@ -252,6 +251,8 @@ impl TaskClient {
         let deadline = started + self.options.timeout;
         let mut pauses = self.options.backoff_delays();
         let mut attempts = 0;
+        // Whether an attempt may have been applied (sent, then no answer).
+        let mut maybe_applied = false;
         loop {
             attempts += 1;
             let index = self.shared.current.load(Ordering::Relaxed);
@@ -274,6 +275,7 @@ impl TaskClient {
                     }
                 };
             let failure = describe(&status);
+            maybe_applied |= may_have_been_applied(&status);
             self.move_on_from(index);
             let pause = pauses.next();
             let gave_up = match pause {
@@ -281,12 +283,15 @@ impl TaskClient {
                 Some(pause) => Instant::now() + pause >= deadline,
             };
             if gave_up {
-                return Err(Error::Unavailable {
-                    message: format!(
-                        "{}: {failure} (gave up after {attempts} attempts in {:.1?})",
-                        endpoint.address,
-                        started.elapsed()
-                    ),
+                let message = format!(
+                    "{}: {failure} (gave up after {attempts} attempts in {:.1?})",
+                    endpoint.address,
+                    started.elapsed()
+                );
+                return Err(if maybe_applied {
+                    Error::OutcomeUnknown { message }
+                } else {
+                    Error::Unavailable { message }
                 });
             }
             let pause = pause.unwrap_or(Duration::ZERO);
@@ -336,16 +341,46 @@ fn open_endpoint(address: String, options: &ClientOptions) -> Result<Endpoint, E
     Ok(Endpoint { address: url, stub })
 }
 
-/// UNAVAILABLE from the server (no leader or quorum yet), or a failure on the
-/// client's side of the wire (connection refused or reset): another endpoint,
-/// or the same one a moment later, may do better.
+/// UNAVAILABLE from the server (no leader or quorum yet), a write the
+/// server says may or may not have applied (OUTCOME_UNKNOWN), or a failure on
+/// the client's side of the wire (connection refused or reset): another
+/// endpoint, or the same one a moment later, may do better. Retrying is safe
+/// because reads change nothing and every write carries a `request_id`.
 fn is_retryable(status: &Status) -> bool {
     let from_transport = std::error::Error::source(status).is_some();
     match status.code() {
         Code::Unavailable => true,
-        Code::Unknown | Code::Internal | Code::Cancelled => from_transport,
+        Code::Unknown | Code::DeadlineExceeded => from_transport || outcome_unknown(status),
+        Code::Internal | Code::Cancelled => from_transport,
         _ => false,
     }
+}
+
+/// The server's ErrorInfo reason for "proposed, no outcome".
+fn outcome_unknown(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == "OUTCOME_UNKNOWN")
+}
+
+/// Whether the failed attempt may have reached the server and been applied:
+/// anything but a refused connection or the server's own UNAVAILABLE.
+fn may_have_been_applied(status: &Status) -> bool {
+    if outcome_unknown(status) {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    if source.is_none() {
+        return false;
+    }
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return false;
+        }
+        source = cause.source();
+    }
+    true
 }
 
 /// The status message plus the chain of causes tonic keeps for transport errors.
@@ -396,5 +431,19 @@ mod tests {
         assert!(!is_retryable(&Status::not_found("x")));
         // INTERNAL from the server (no local cause) is an answer, not a transport failure.
         assert!(!is_retryable(&Status::internal("internal error")));
+        assert!(!is_retryable(&Status::unknown("no details")));
+        use tonic_types::StatusExt;
+        let unknown = Status::with_error_details(
+            Code::Unknown,
+            "the write may have been applied",
+            tonic_types::ErrorDetails::with_error_info(
+                "OUTCOME_UNKNOWN",
+                "taskd.v1",
+                std::collections::HashMap::new(),
+            ),
+        );
+        assert!(is_retryable(&unknown));
+        assert!(may_have_been_applied(&unknown));
+        assert!(!may_have_been_applied(&Status::unavailable("no leader")));
     }
 }

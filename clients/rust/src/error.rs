@@ -48,6 +48,11 @@ pub enum Error {
     /// may still have been applied.
     #[error("deadline exceeded: {message}")]
     DeadlineExceeded { message: String },
+    /// A write may or may not have been applied, and the retries ran out
+    /// before an answer said which (the server's OUTCOME_UNKNOWN, or a
+    /// connection lost after the call was sent). Read before acting on it.
+    #[error("outcome unknown: {message}")]
+    OutcomeUnknown { message: String },
     /// An endpoint given to [`TaskClient::connect`](crate::TaskClient::connect)
     /// is not a usable address, or none was given.
     #[error("invalid endpoint {endpoint:?}: {message}")]
@@ -67,6 +72,7 @@ impl Error {
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            Error::OutcomeUnknown { .. } => Code::Unknown,
             Error::Other { code, .. } => *code,
         }
     }
@@ -114,6 +120,13 @@ impl From<Status> for Error {
             Code::AlreadyExists => Error::AlreadyExists { message },
             Code::Unavailable => Error::Unavailable { message },
             Code::DeadlineExceeded => Error::DeadlineExceeded { message },
+            Code::Unknown
+                if status
+                    .get_details_error_info()
+                    .is_some_and(|info| info.reason == "OUTCOME_UNKNOWN") =>
+            {
+                Error::OutcomeUnknown { message }
+            }
             code => Error::Other { code, message },
         }
     }

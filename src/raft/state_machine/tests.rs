@@ -30,6 +30,7 @@ fn retitle(id: &str, expected_version: u64, now: i64, title: &str) -> Command {
             title: Some(title.into()),
             ..TaskPatch::default()
         },
+        request_id: None,
     }
 }
 
@@ -54,7 +55,7 @@ async fn each_write_of_a_batch_keeps_its_own_result() {
                 create("t1", Some("rid-1"), 100, new_task("one")),
                 retitle("t1", 1, 101, "one, v2"),
                 retitle("t1", 1, 102, "stale write"),
-                create("t2", Some("rid-1"), 103, new_task("retry in batch")),
+                create("t2", Some("rid-1"), 103, new_task("one")),
                 retitle("missing", 0, 104, "nobody"),
                 create("t3", None, 105, new_task("three")),
             ],
@@ -63,10 +64,7 @@ async fn each_write_of_a_batch_keeps_its_own_result() {
             log_id: log_id(2),
             payload: EntryPayload::Blank,
         };
-        let later = batch(
-            3,
-            vec![create("t4", Some("rid-1"), 200, new_task("retry later"))],
-        );
+        let later = batch(3, vec![create("t4", Some("rid-1"), 200, new_task("one"))]);
         let results: Vec<BatchResults> = sm.apply(vec![first, blank, later]).await.unwrap();
 
         assert_eq!(results.len(), 3, "one result list per entry");

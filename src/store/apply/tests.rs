@@ -13,6 +13,7 @@ fn update(id: &str, expected_version: u64, now: i64, patch: TaskPatch) -> Comman
         expected_version,
         now,
         patch,
+        request_id: None,
     }
 }
 
@@ -21,6 +22,7 @@ fn delete(id: &str, expected_version: u64, now: i64) -> Command {
         id: id.to_owned(),
         expected_version,
         now,
+        request_id: None,
     }
 }
 
@@ -169,7 +171,7 @@ async fn apply_request_id_dedupe() {
             &store,
             &[
                 create("t1", Some("r1"), 10, new_task("first")),
-                create("t2", Some("r1"), 11, new_task("retry")),
+                create("t2", Some("r1"), 11, new_task("first")),
             ],
         )
         .await;
@@ -177,13 +179,13 @@ async fn apply_request_id_dedupe() {
         assert_eq!(store.get_task("t2").await.unwrap(), None);
 
         apply(&store, &[update("t1", 0, 20, titled("changed"))]).await;
-        let retry = apply(&store, &[create("t3", Some("r1"), 30, new_task("retry"))]).await;
+        let retry = apply(&store, &[create("t3", Some("r1"), 30, new_task("first"))]).await;
         assert_eq!(task_of(&retry[0]).title, "changed");
         assert_eq!(task_of(&retry[0]).version, 2);
         assert_eq!(store.get_task("t3").await.unwrap(), None);
 
         apply(&store, &[delete("t1", 0, 40)]).await;
-        let retry = apply(&store, &[create("t4", Some("r1"), 50, new_task("retry"))]).await;
+        let retry = apply(&store, &[create("t4", Some("r1"), 50, new_task("first"))]).await;
         assert_eq!(
             retry,
             vec![CommandResult::Rejected(Rejection::RequestIdTaskDeleted {
@@ -203,6 +205,94 @@ async fn apply_request_id_dedupe() {
         .await;
         let ids: Vec<&str> = other.iter().map(|r| task_of(r).id.as_str()).collect();
         assert_eq!(ids, vec!["t5", "t6", "t7"]);
+    })
+    .await;
+}
+
+fn with_request_id(mut command: Command, key: &str) -> Command {
+    match &mut command {
+        Command::CreateTask { request_id, .. }
+        | Command::UpdateTask { request_id, .. }
+        | Command::DeleteTask { request_id, .. } => *request_id = Some(key.to_owned()),
+    }
+    command
+}
+
+/// An update or delete retried with its request_id returns the first
+/// result, in the same batch and in a later one, and changes nothing more:
+/// an unconditional update bumps the version once, a conditional one is
+/// not rejected by its own first success, a delete is not NOT_FOUND.
+#[tokio::test]
+async fn apply_update_and_delete_request_ids() {
+    each_backend(async |store: Store| {
+        apply(&store, &[create("t1", None, 10, new_task("first"))]).await;
+        let bump = with_request_id(update("t1", 0, 20, titled("bumped")), "u1");
+        let results = apply(&store, &[bump.clone(), bump.clone()]).await;
+        assert_eq!(task_of(&results[0]).version, 2);
+        assert_eq!(results[1], results[0]);
+        let later = apply(&store, std::slice::from_ref(&bump)).await;
+        assert_eq!(later[0], results[0]);
+        assert_eq!(store.get_task("t1").await.unwrap().unwrap().version, 2);
+
+        let cas = with_request_id(update("t1", 2, 30, titled("cas")), "u2");
+        let first = apply(&store, std::slice::from_ref(&cas)).await;
+        assert_eq!(task_of(&first[0]).version, 3);
+        assert_eq!(apply(&store, &[cas]).await, first, "not ABORTED by itself");
+
+        let rejected = with_request_id(update("t1", 1, 40, titled("stale")), "u3");
+        let first = apply(&store, std::slice::from_ref(&rejected)).await;
+        assert!(matches!(
+            first[0],
+            CommandResult::Rejected(Rejection::VersionMismatch { .. })
+        ));
+        apply(&store, &[update("t1", 0, 45, titled("moved"))]).await;
+        assert_eq!(apply(&store, &[rejected]).await, first, "the first result");
+
+        let gone = with_request_id(delete("t1", 0, 50), "d1");
+        let first = apply(&store, std::slice::from_ref(&gone)).await;
+        assert_eq!(first, vec![CommandResult::Deleted { id: "t1".into() }]);
+        assert_eq!(apply(&store, &[gone]).await, first, "not NOT_FOUND");
+        assert_eq!(store.get_task("t1").await.unwrap(), None);
+    })
+    .await;
+}
+
+/// A request_id reused for a different request (another kind of write,
+/// another task, other values) is REQUEST_ID_REUSED and changes nothing;
+/// the first request's retry still gets its first result.
+#[tokio::test]
+async fn apply_request_id_reused_for_another_request() {
+    each_backend(async |store: Store| {
+        apply(&store, &[create("t1", Some("k"), 10, new_task("first"))]).await;
+        apply(&store, &[create("t2", None, 10, new_task("second"))]).await;
+        let reused = |request_id: &str| {
+            vec![CommandResult::Rejected(Rejection::RequestIdReused {
+                request_id: request_id.into(),
+            })]
+        };
+        for other in [
+            create("t3", Some("k"), 20, new_task("other title")),
+            with_request_id(update("t1", 0, 20, titled("x")), "k"),
+            with_request_id(delete("t1", 0, 20), "k"),
+        ] {
+            assert_eq!(apply(&store, &[other]).await, reused("k"));
+        }
+        let retitle = with_request_id(update("t2", 0, 30, titled("y")), "u");
+        apply(&store, std::slice::from_ref(&retitle)).await;
+        for other in [
+            with_request_id(update("t2", 0, 40, titled("z")), "u"),
+            with_request_id(update("t2", 2, 40, titled("y")), "u"),
+            with_request_id(update("t1", 0, 40, titled("y")), "u"),
+        ] {
+            assert_eq!(apply(&store, &[other]).await, reused("u"));
+        }
+        let t1 = store.get_task("t1").await.unwrap().unwrap();
+        assert_eq!((t1.title.as_str(), t1.version), ("first", 1));
+        let t2 = store.get_task("t2").await.unwrap().unwrap();
+        assert_eq!((t2.title.as_str(), t2.version), ("y", 2));
+        assert_eq!(store.get_task("t3").await.unwrap(), None);
+        let retried = apply(&store, &[retitle]).await;
+        assert_eq!(task_of(&retried[0]), &t2);
     })
     .await;
 }
@@ -229,7 +319,7 @@ async fn apply_request_id_expiry() {
             &[
                 update("nothing", 0, now, TaskPatch::default()),
                 create("t3", Some("old"), now, new_task("old again")),
-                create("t4", Some("edge"), now, new_task("edge again")),
+                create("t4", Some("edge"), now, new_task("edge")),
             ],
         )
         .await;

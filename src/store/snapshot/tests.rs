@@ -66,7 +66,9 @@ async fn export_import_roundtrip() {
         // The imported request ids still dedupe.
         let retry = apply(&store, &[labelled("t9", 13, &[])]).await;
         assert_eq!(retry.len(), 1);
-        let again = apply(&store, &[create("t10", Some("req-t1"), 14, new_task("x"))]).await;
+        let mut same = new_task("t1");
+        same.labels = vec!["a".into()];
+        let again = apply(&store, &[create("t10", Some("req-t1"), 14, same)]).await;
         assert!(matches!(&again[0], crate::domain::CommandResult::Task(t) if t.id == "t1"));
 
         store

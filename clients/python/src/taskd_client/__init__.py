@@ -22,6 +22,7 @@ from ._errors import (
     FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    OutcomeUnknownError,
     TaskdError,
     UnavailableError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ConflictError",
     "UnavailableError",
     "DeadlineExceededError",
+    "OutcomeUnknownError",
     "FieldViolation",
     "Task",
     "TaskStatus",

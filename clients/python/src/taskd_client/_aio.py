@@ -135,7 +135,7 @@ class AsyncTaskClient:
                 return await getattr(self._stubs[index], method)(request, timeout=timeout)
             except grpc.aio.AioRpcError as e:
                 code, message = e.code(), e.details() or ""
-                if not _common.retryable(code):
+                if not _common.retryable(code, status_from_trailers(e.trailing_metadata())):
                     raise error_for(code, message, status_from_trailers(e.trailing_metadata())) from e
                 self._rotate_from(index)
                 pause = attempts.pause()

@@ -91,19 +91,17 @@ class TaskClient:
     def update_task(self, id: str, *, expected_version: int = 0, **fields: Any) -> pb.Task:
         """Changes exactly the ``fields`` given (None clears one, e.g. ``deadline=None``)
         and returns the task. ``expected_version`` 0 changes whatever version the task is
-        at; otherwise a different version raises :class:`ConflictError`. A retry after an
-        attempt that was applied but whose answer was lost sends the update again: with
-        ``expected_version`` it then gets ConflictError (the version moved on, by that very
-        update); without, it applies the same values again, bumping the version once more."""
+        at; otherwise a different version raises :class:`ConflictError`. Every attempt sends
+        one fresh request_id, so a retry after an attempt that was applied but whose answer
+        was lost gets that attempt's result: the update applies once."""
         request = _common.update_request(id, expected_version, fields)
         return self._call("UpdateTask", request).task
 
     def delete_task(self, id: str, *, expected_version: int = 0) -> None:
         """Deletes the task; :class:`NotFoundError` if there is none.
 
-        If an attempt was applied but its answer lost, the retry gets NotFoundError (the
-        task is already gone): treat NOT_FOUND after a delete as "deleted, by this call or
-        another"."""
+        Every attempt sends one request_id, so a retry of an attempt that was applied but
+        whose answer was lost succeeds too, instead of raising NotFoundError."""
         self._call("DeleteTask", _common.delete_request(id, expected_version))
 
     # ---- plumbing -------------------------------------------------------------------
@@ -150,7 +148,7 @@ class TaskClient:
                 return getattr(self._stubs[index], method)(request, timeout=timeout)
             except grpc.RpcError as e:
                 code, message = e.code(), e.details() or ""
-                if not _common.retryable(code):
+                if not _common.retryable(code, _status(e)):
                     raise error_for(code, message, _status(e)) from e
                 self._rotate_from(index)
                 pause = attempts.pause()

@@ -17,7 +17,9 @@ from typing import Any, Optional, Union
 
 import grpc
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.rpc import status_pb2
 
+from ._errors import OUTCOME_UNKNOWN, reason
 from ._proto.taskd.v1 import taskd_pb2 as pb
 
 TimeLike = Union[_dt.datetime, timestamp_pb2.Timestamp]
@@ -83,12 +85,15 @@ class RetryPolicy:
         return random.uniform(0, cap)
 
 
-def retryable(code: grpc.StatusCode) -> bool:
-    """Only UNAVAILABLE: no leader or quorum yet, or the node could not be reached (refused,
-    reset). Every method may be retried: a create carries the same request_id each time,
-    so it never duplicates. Any other answer is final, DEADLINE_EXCEEDED included (the
-    call's one deadline has passed)."""
-    return code == grpc.StatusCode.UNAVAILABLE
+def retryable(code: grpc.StatusCode, status: Optional[status_pb2.Status] = None) -> bool:
+    """UNAVAILABLE (no leader or quorum yet, or the node could not be reached: refused,
+    reset), or UNKNOWN with ErrorInfo reason OUTCOME_UNKNOWN (a write proposed without an
+    outcome). Every method may be retried: every write carries the same request_id on each
+    attempt, so it never applies twice. Any other answer is final, DEADLINE_EXCEEDED
+    included (the call's one deadline has passed)."""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return True
+    return code == grpc.StatusCode.UNKNOWN and reason(status) == OUTCOME_UNKNOWN
 
 
 class Attempts:
@@ -243,8 +248,10 @@ def update_request(id: str, expected_version: int, fields: Mapping[str, Any]) ->
         task=task,
         update_mask=field_mask_pb2.FieldMask(paths=paths),
         expected_version=expected_version,
+        request_id=new_request_id(),
     )
 
 
 def delete_request(id: str, expected_version: int) -> pb.DeleteTaskRequest:
-    return pb.DeleteTaskRequest(id=id, expected_version=expected_version)
+    """Like every write, with a request_id fixed here for all its attempts."""
+    return pb.DeleteTaskRequest(id=id, expected_version=expected_version, request_id=new_request_id())

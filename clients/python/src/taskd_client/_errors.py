@@ -21,7 +21,9 @@ __all__ = [
     "ConflictError",
     "UnavailableError",
     "DeadlineExceededError",
+    "OutcomeUnknownError",
     "FieldViolation",
+    "reason",
 ]
 
 
@@ -97,7 +99,22 @@ class UnavailableError(TaskdError):
 
 class DeadlineExceededError(TaskdError):
     """The call's deadline passed (DEADLINE_EXCEEDED). A write may still be applied later;
-    a create retried with the same ``request_id`` never duplicates."""
+    a write retried with the same ``request_id`` never applies twice."""
+
+
+class OutcomeUnknownError(TaskdError):
+    """UNKNOWN with ErrorInfo reason OUTCOME_UNKNOWN: the write was proposed but no outcome
+    came back, and the retries ran out. It may have been applied: read before acting."""
+
+
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+
+
+def reason(status: Optional[status_pb2.Status]) -> Optional[str]:
+    """The ``google.rpc.ErrorInfo`` reason of a failed call, if the server sent one."""
+    for info in _details(status, error_details_pb2.ErrorInfo):
+        return info.reason
+    return None
 
 
 _BY_CODE: dict[grpc.StatusCode, type[TaskdError]] = {
@@ -115,6 +132,8 @@ def error_for(
     code: grpc.StatusCode, message: str, status: Optional[status_pb2.Status] = None
 ) -> TaskdError:
     """The :class:`TaskdError` subclass for ``code``, details decoded from ``status``."""
+    if code == grpc.StatusCode.UNKNOWN and reason(status) == OUTCOME_UNKNOWN:
+        return OutcomeUnknownError(code, message, status)
     return _BY_CODE.get(code, TaskdError)(code, message, status)
 
 

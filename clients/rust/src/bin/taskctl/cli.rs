@@ -13,8 +13,10 @@ const EXIT_CODES: &str = "\
 Output: a table by default; --output json prints proto3 JSON (as grpcurl does):
 one object for create/get/update, an array for list, {} for delete.
 
-Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid argument,
-5 conflict (version mismatch, request_id reused), 6 unavailable, 7 deadline exceeded.";
+Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid argument
+(request_id reused included), 5 conflict (version mismatch, request_id whose task
+was deleted), 6 unavailable, 7 deadline exceeded, 8 outcome unknown (a write may
+have been applied: read before acting).";
 
 /// A command line for taskd's TaskService.
 #[derive(Debug, Parser)]

@@ -43,6 +43,7 @@ fn exit_code(error: &Error) -> u8 {
         Error::Conflict { .. } | Error::AlreadyExists { .. } => 5,
         Error::Unavailable { .. } => 6,
         Error::DeadlineExceeded { .. } => 7,
+        Error::OutcomeUnknown { .. } => 8,
     }
 }
 

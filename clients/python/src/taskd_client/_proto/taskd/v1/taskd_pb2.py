@@ -26,21 +26,21 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14taskd/v1/taskd.proto\x12\x08taskd.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12(\n\x08priority\x18\x05 \x01(\x0e\x32\x16.taskd.v1.TaskPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ssignee\x18\x07 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x04\"\xeb\x01\n\x11\x43reateTaskRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12(\n\x08priority\x18\x04 \x01(\x0e\x32\x16.taskd.v1.TaskPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ssignee\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"2\n\x12\x43reateTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"L\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x19.taskd.v1.ReadConsistency\"/\n\x0fGetTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"\xc0\x02\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x33\n\x0f\x64\x65\x61\x64line_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x64\x65\x61\x64line_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08order_by\x18\x08 \x01(\x0e\x32\x13.taskd.v1.TaskOrder\x12.\n\x0b\x63onsistency\x18\t \x01(\x0e\x32\x19.taskd.v1.ReadConsistency\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.taskd.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"|\n\x11UpdateTaskRequest\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"2\n\x12UpdateTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"9\n\x11\x44\x65leteTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\"\x14\n\x12\x44\x65leteTaskResponse\"\x1e\n\x0bVoteRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0cVoteResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\'\n\x14\x41ppendEntriesRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"(\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\")\n\x16InstallSnapshotRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"*\n\x17InstallSnapshotResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x12\n\x10ReadIndexRequest\"H\n\x11ReadIndexResponse\x12\x12\n\nread_index\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"\xbe\x01\n\x18GetClusterStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x16\n\x0elast_log_index\x18\x04 \x01(\x04\x12\x1a\n\x12last_applied_index\x18\x05 \x01(\x04\x12\x19\n\x11last_purged_index\x18\x06 \x01(\x04\x12!\n\x07members\x18\x07 \x03(\x0b\x32\x10.taskd.v1.Member\"9\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05voter\x18\x03 \x01(\x08*\x8d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_STATUS_TODO\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x14\n\x10TASK_STATUS_DONE\x10\x03\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x04*\x90\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x18\n\x14TASK_PRIORITY_URGENT\x10\x04*r\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n\x16READ_CONSISTENCY_STALE\x10\x02*\\\n\tTaskOrder\x12\x1a\n\x16TASK_ORDER_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_ORDER_CREATE_TIME\x10\x01\x12\x17\n\x13TASK_ORDER_DEADLINE\x10\x02\x32\xee\x02\n\x0bTaskService\x12G\n\nCreateTask\x12\x1b.taskd.v1.CreateTaskRequest\x1a\x1c.taskd.v1.CreateTaskResponse\x12>\n\x07GetTask\x12\x18.taskd.v1.GetTaskRequest\x1a\x19.taskd.v1.GetTaskResponse\x12\x44\n\tListTasks\x12\x1a.taskd.v1.ListTasksRequest\x1a\x1b.taskd.v1.ListTasksResponse\x12G\n\nUpdateTask\x12\x1b.taskd.v1.UpdateTaskRequest\x1a\x1c.taskd.v1.UpdateTaskResponse\x12G\n\nDeleteTask\x12\x1b.taskd.v1.DeleteTaskRequest\x1a\x1c.taskd.v1.DeleteTaskResponse2\x8f\x03\n\x0bRaftService\x12\x35\n\x04Vote\x12\x15.taskd.v1.VoteRequest\x1a\x16.taskd.v1.VoteResponse\x12P\n\rAppendEntries\x12\x1e.taskd.v1.AppendEntriesRequest\x1a\x1f.taskd.v1.AppendEntriesResponse\x12V\n\x0fInstallSnapshot\x12 .taskd.v1.InstallSnapshotRequest\x1a!.taskd.v1.InstallSnapshotResponse\x12Y\n\x10GetClusterStatus\x12!.taskd.v1.GetClusterStatusRequest\x1a\".taskd.v1.GetClusterStatusResponse\x12\x44\n\tReadIndex\x12\x1a.taskd.v1.ReadIndexRequest\x1a\x1b.taskd.v1.ReadIndexResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14taskd/v1/taskd.proto\x12\x08taskd.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12(\n\x08priority\x18\x05 \x01(\x0e\x32\x16.taskd.v1.TaskPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ssignee\x18\x07 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\x04\"\xeb\x01\n\x11\x43reateTaskRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12(\n\x08priority\x18\x04 \x01(\x0e\x32\x16.taskd.v1.TaskPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ssignee\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"2\n\x12\x43reateTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"L\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x0b\x63onsistency\x18\x02 \x01(\x0e\x32\x19.taskd.v1.ReadConsistency\"/\n\x0fGetTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"\xc0\x02\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.taskd.v1.TaskStatus\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x33\n\x0f\x64\x65\x61\x64line_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x64\x65\x61\x64line_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08order_by\x18\x08 \x01(\x0e\x32\x13.taskd.v1.TaskOrder\x12.\n\x0b\x63onsistency\x18\t \x01(\x0e\x32\x19.taskd.v1.ReadConsistency\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.taskd.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x90\x01\n\x11UpdateTaskRequest\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"2\n\x12UpdateTaskResponse\x12\x1c\n\x04task\x18\x01 \x01(\x0b\x32\x0e.taskd.v1.Task\"M\n\x11\x44\x65leteTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x02 \x01(\x04\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x14\n\x12\x44\x65leteTaskResponse\"\x1e\n\x0bVoteRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x1f\n\x0cVoteResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\'\n\x14\x41ppendEntriesRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"(\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\")\n\x16InstallSnapshotRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"*\n\x17InstallSnapshotResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x12\n\x10ReadIndexRequest\"H\n\x11ReadIndexResponse\x12\x12\n\nread_index\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\x19\n\x17GetClusterStatusRequest\"\xbe\x01\n\x18GetClusterStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x16\n\x0elast_log_index\x18\x04 \x01(\x04\x12\x1a\n\x12last_applied_index\x18\x05 \x01(\x04\x12\x19\n\x11last_purged_index\x18\x06 \x01(\x04\x12!\n\x07members\x18\x07 \x03(\x0b\x32\x10.taskd.v1.Member\"9\n\x06Member\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05voter\x18\x03 \x01(\x08*\x8d\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_STATUS_TODO\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x14\n\x10TASK_STATUS_DONE\x10\x03\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x04*\x90\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x18\n\x14TASK_PRIORITY_URGENT\x10\x04*r\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1a\n\x16READ_CONSISTENCY_STALE\x10\x02*\\\n\tTaskOrder\x12\x1a\n\x16TASK_ORDER_UNSPECIFIED\x10\x00\x12\x1a\n\x16TASK_ORDER_CREATE_TIME\x10\x01\x12\x17\n\x13TASK_ORDER_DEADLINE\x10\x02\x32\xee\x02\n\x0bTaskService\x12G\n\nCreateTask\x12\x1b.taskd.v1.CreateTaskRequest\x1a\x1c.taskd.v1.CreateTaskResponse\x12>\n\x07GetTask\x12\x18.taskd.v1.GetTaskRequest\x1a\x19.taskd.v1.GetTaskResponse\x12\x44\n\tListTasks\x12\x1a.taskd.v1.ListTasksRequest\x1a\x1b.taskd.v1.ListTasksResponse\x12G\n\nUpdateTask\x12\x1b.taskd.v1.UpdateTaskRequest\x1a\x1c.taskd.v1.UpdateTaskResponse\x12G\n\nDeleteTask\x12\x1b.taskd.v1.DeleteTaskRequest\x1a\x1c.taskd.v1.DeleteTaskResponse2\x8f\x03\n\x0bRaftService\x12\x35\n\x04Vote\x12\x15.taskd.v1.VoteRequest\x1a\x16.taskd.v1.VoteResponse\x12P\n\rAppendEntries\x12\x1e.taskd.v1.AppendEntriesRequest\x1a\x1f.taskd.v1.AppendEntriesResponse\x12V\n\x0fInstallSnapshot\x12 .taskd.v1.InstallSnapshotRequest\x1a!.taskd.v1.InstallSnapshotResponse\x12Y\n\x10GetClusterStatus\x12!.taskd.v1.GetClusterStatusRequest\x1a\".taskd.v1.GetClusterStatusResponse\x12\x44\n\tReadIndex\x12\x1a.taskd.v1.ReadIndexRequest\x1a\x1b.taskd.v1.ReadIndexResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskd.v1.taskd_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=2118
-  _globals['_TASKSTATUS']._serialized_end=2259
-  _globals['_TASKPRIORITY']._serialized_start=2262
-  _globals['_TASKPRIORITY']._serialized_end=2406
-  _globals['_READCONSISTENCY']._serialized_start=2408
-  _globals['_READCONSISTENCY']._serialized_end=2522
-  _globals['_TASKORDER']._serialized_start=2524
-  _globals['_TASKORDER']._serialized_end=2616
+  _globals['_TASKSTATUS']._serialized_start=2159
+  _globals['_TASKSTATUS']._serialized_end=2300
+  _globals['_TASKPRIORITY']._serialized_start=2303
+  _globals['_TASKPRIORITY']._serialized_end=2447
+  _globals['_READCONSISTENCY']._serialized_start=2449
+  _globals['_READCONSISTENCY']._serialized_end=2563
+  _globals['_TASKORDER']._serialized_start=2565
+  _globals['_TASKORDER']._serialized_end=2657
   _globals['_TASK']._serialized_start=102
   _globals['_TASK']._serialized_end=431
   _globals['_CREATETASKREQUEST']._serialized_start=434
@@ -55,38 +55,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTASKSREQUEST']._serialized_end=1171
   _globals['_LISTTASKSRESPONSE']._serialized_start=1173
   _globals['_LISTTASKSRESPONSE']._serialized_end=1248
-  _globals['_UPDATETASKREQUEST']._serialized_start=1250
-  _globals['_UPDATETASKREQUEST']._serialized_end=1374
-  _globals['_UPDATETASKRESPONSE']._serialized_start=1376
-  _globals['_UPDATETASKRESPONSE']._serialized_end=1426
-  _globals['_DELETETASKREQUEST']._serialized_start=1428
-  _globals['_DELETETASKREQUEST']._serialized_end=1485
-  _globals['_DELETETASKRESPONSE']._serialized_start=1487
-  _globals['_DELETETASKRESPONSE']._serialized_end=1507
-  _globals['_VOTEREQUEST']._serialized_start=1509
-  _globals['_VOTEREQUEST']._serialized_end=1539
-  _globals['_VOTERESPONSE']._serialized_start=1541
-  _globals['_VOTERESPONSE']._serialized_end=1572
-  _globals['_APPENDENTRIESREQUEST']._serialized_start=1574
-  _globals['_APPENDENTRIESREQUEST']._serialized_end=1613
-  _globals['_APPENDENTRIESRESPONSE']._serialized_start=1615
-  _globals['_APPENDENTRIESRESPONSE']._serialized_end=1655
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1657
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1698
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1700
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1742
-  _globals['_READINDEXREQUEST']._serialized_start=1744
-  _globals['_READINDEXREQUEST']._serialized_end=1762
-  _globals['_READINDEXRESPONSE']._serialized_start=1764
-  _globals['_READINDEXRESPONSE']._serialized_end=1836
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=1838
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=1863
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=1866
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=2056
-  _globals['_MEMBER']._serialized_start=2058
-  _globals['_MEMBER']._serialized_end=2115
-  _globals['_TASKSERVICE']._serialized_start=2619
-  _globals['_TASKSERVICE']._serialized_end=2985
-  _globals['_RAFTSERVICE']._serialized_start=2988
-  _globals['_RAFTSERVICE']._serialized_end=3387
+  _globals['_UPDATETASKREQUEST']._serialized_start=1251
+  _globals['_UPDATETASKREQUEST']._serialized_end=1395
+  _globals['_UPDATETASKRESPONSE']._serialized_start=1397
+  _globals['_UPDATETASKRESPONSE']._serialized_end=1447
+  _globals['_DELETETASKREQUEST']._serialized_start=1449
+  _globals['_DELETETASKREQUEST']._serialized_end=1526
+  _globals['_DELETETASKRESPONSE']._serialized_start=1528
+  _globals['_DELETETASKRESPONSE']._serialized_end=1548
+  _globals['_VOTEREQUEST']._serialized_start=1550
+  _globals['_VOTEREQUEST']._serialized_end=1580
+  _globals['_VOTERESPONSE']._serialized_start=1582
+  _globals['_VOTERESPONSE']._serialized_end=1613
+  _globals['_APPENDENTRIESREQUEST']._serialized_start=1615
+  _globals['_APPENDENTRIESREQUEST']._serialized_end=1654
+  _globals['_APPENDENTRIESRESPONSE']._serialized_start=1656
+  _globals['_APPENDENTRIESRESPONSE']._serialized_end=1696
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1698
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1739
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1741
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1783
+  _globals['_READINDEXREQUEST']._serialized_start=1785
+  _globals['_READINDEXREQUEST']._serialized_end=1803
+  _globals['_READINDEXRESPONSE']._serialized_start=1805
+  _globals['_READINDEXRESPONSE']._serialized_end=1877
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=1879
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=1904
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=1907
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=2097
+  _globals['_MEMBER']._serialized_start=2099
+  _globals['_MEMBER']._serialized_end=2156
+  _globals['_TASKSERVICE']._serialized_start=2660
+  _globals['_TASKSERVICE']._serialized_end=3026
+  _globals['_RAFTSERVICE']._serialized_start=3029
+  _globals['_RAFTSERVICE']._serialized_end=3428
 # @@protoc_insertion_point(module_scope)
