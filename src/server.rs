@@ -34,6 +34,11 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("raft: {0}")]
     Raft(String),
+    /// The Raft core stopped on its own (a storage failure): the node
+    /// cannot recover in-process, so it stops and lets its supervisor
+    /// restart it (see `run`).
+    #[error("raft stopped on a fatal error: {0}; exiting so that a supervisor restarts this node")]
+    RaftStopped(String),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("grpc server: {0}")]
@@ -128,20 +133,35 @@ async fn serve(
         });
     let mut server = Box::pin(server);
     tokio::pin!(shutdown);
-    let served = tokio::select! {
-        served = &mut server => served,
-        () = &mut shutdown => {
+    let stopped = raft_stopped(raft.clone());
+    tokio::pin!(stopped);
+    let mut fatal = None;
+    let stop_reason = tokio::select! {
+        served = &mut server => Err(served),
+        () = &mut shutdown => Ok("shutting down"),
+        why = &mut stopped => {
+            tracing::error!(node = id, error = %why, "raft stopped on a fatal error: this node exits so that its supervisor restarts it");
+            fatal = Some(why);
+            Ok("raft stopped")
+        }
+    };
+    let served = match stop_reason {
+        Err(served) => served,
+        Ok(reason) => {
             // Tell load balancers first (health Watch streams say NOT_SERVING
             // and end), then drain: new calls are refused, in-flight ones
             // finish. Whatever is still open after DRAIN_TIMEOUT is abandoned.
-            tracing::info!(node = id, "shutting down: draining in-flight calls");
+            tracing::info!(node = id, reason, "draining in-flight calls");
             health.abort();
             health_tx.send_replace(NodeHealth::Stopping);
             let _ = drain_tx.send(());
             match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
                 Ok(served) => served,
                 Err(_) => {
-                    tracing::warn!(node = id, "calls still open after {DRAIN_TIMEOUT:?}; closing them");
+                    tracing::warn!(
+                        node = id,
+                        "calls still open after {DRAIN_TIMEOUT:?}; closing them"
+                    );
                     Ok(())
                 }
             }
@@ -156,7 +176,28 @@ async fn serve(
     }
     tracing::info!(node = id, "raft stopped");
     served?;
-    Ok(())
+    match fatal {
+        Some(why) => Err(ServerError::RaftStopped(why)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when this node's Raft core has stopped on a fatal error (a
+/// storage failure: openraft never restarts a core). Never resolves while
+/// it runs. The node then exits non-zero rather than linger NOT_SERVING
+/// forever: once its store answers again, a restart is all it needs, and
+/// its supervisor (systemd, Kubernetes, `taskd dev`'s caller) does that.
+async fn raft_stopped(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            // The core is gone without a word: nothing more will be said.
+            return "raft metrics closed".to_string();
+        }
+    }
 }
 
 /// The connections accepted on `listener`, each with TCP_NODELAY set.

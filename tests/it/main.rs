@@ -8,6 +8,7 @@ mod api;
 mod batching;
 mod bench;
 mod concurrency;
+mod core_stop;
 mod crash;
 mod failover;
 mod mesh;

@@ -90,7 +90,7 @@ impl TaskdProcess {
     }
 
     /// Polls until the process has exited; panics after [`DEADLINE`].
-    async fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) async fn wait_exit(&mut self) -> ExitStatus {
         let what = format!("{} to exit", self.name);
         let child = &mut self.child;
         eventually(&what, || {
