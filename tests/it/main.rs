@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod failover;
 mod mesh;
+mod mysql_errors;
 mod paging;
 mod proc_cluster;
 mod process;
