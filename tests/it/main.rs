@@ -14,6 +14,7 @@ mod mysql_errors;
 mod paging;
 mod proc_cluster;
 mod process;
+mod races;
 mod replication;
 mod snapshot;
 mod storage_suite;

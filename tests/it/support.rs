@@ -239,6 +239,11 @@ impl TestCluster {
         self.spawn(id, listener);
     }
 
+    /// The URL of node `id`'s database.
+    pub fn database_url(&self, id: u64) -> &str {
+        &self.urls[&id]
+    }
+
     /// Opens a second connection to a node's database (read-only use).
     pub async fn open_store(&self, id: u64) -> Store {
         Store::connect(&self.urls[&id])
