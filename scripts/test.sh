@@ -36,6 +36,14 @@ cd "$(dirname "$0")/.."
 . scripts/buf.sh
 
 export RUST_BACKTRACE=1
+# Tests compare golden files here, never rewrite them: the golden tests refuse
+# UPDATE_GOLDEN when TASKD_TEST_COMMAND is set (clients/rust/tests/taskctl.rs).
+export TASKD_TEST_COMMAND=1
+if [ -n "${UPDATE_GOLDEN+set}" ]; then
+  echo "ERROR: UPDATE_GOLDEN is set; the test command only compares golden files." \
+    "Unset it (rewrite them with: UPDATE_GOLDEN=1 cargo test -p taskd-client --test taskctl)" >&2
+  exit 2
+fi
 
 step() { printf '\n==> %s\n' "$*"; }
 

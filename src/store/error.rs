@@ -18,17 +18,28 @@ pub enum StoreError {
     LossyDatabase(String),
 }
 
+/// MySQL/MariaDB error numbers after which the statement or transaction
+/// rolled back and a retry may succeed: 1205 lock wait timeout, 1213
+/// deadlock, 1317 query interrupted, 1927 connection killed (MariaDB),
+/// 1053 server shutdown in progress, 2006/2013 server gone / lost.
+const MYSQL_TRANSIENT: [u16; 7] = [1205, 1213, 1317, 1927, 1053, 2006, 2013];
+
 impl StoreError {
     /// Whether the failure is the connection's or a lock's, not the data's:
     /// the operation rolled back and a bounded retry may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
-            StoreError::Database(sqlx::Error::Database(e)) => matches!(
-                e.code().as_deref(),
-                // MySQL: deadlock / serialization failure. SQLite: BUSY, LOCKED.
-                Some("40001") | Some("5") | Some("6") | Some("517")
-            ),
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                if let Some(mysql) = e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                    // Lock wait timeout (SQLSTATE HY000, so its number is what
+                    // says it), deadlock, and a connection or query killed by
+                    // the server (KILL, a restart's shutdown) all rolled back.
+                    return MYSQL_TRANSIENT.contains(&mysql.number());
+                }
+                // SQLite: BUSY, LOCKED, BUSY_SNAPSHOT.
+                matches!(e.code().as_deref(), Some("5") | Some("6") | Some("517"))
+            }
             _ => false,
         }
     }

@@ -6,7 +6,9 @@ use sqlx::{Connection, SqliteConnection};
 use taskd::proto::task_service_client::TaskServiceClient;
 use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
 
-use crate::process::{channel, spawn_cluster, spawn_node, wait_all_applied, wait_for_leader};
+use std::collections::BTreeMap;
+
+use crate::process::{channel, free_ports, spawn_node, wait_all_applied, wait_for_leader};
 use crate::support::{eventually, init_tracing};
 
 async fn create(addr: &str, title: &str) -> String {
@@ -59,7 +61,14 @@ async fn stale_ids(addr: &str) -> Vec<String> {
 async fn a_node_whose_store_fails_exits_and_recovers_on_restart() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let (members, mut nodes) = spawn_cluster(dir.path(), 3);
+    let members: BTreeMap<u64, String> = (1..=3)
+        .zip(free_ports(3))
+        .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+        .collect();
+    let mut nodes: BTreeMap<u64, _> = members
+        .keys()
+        .map(|id| (*id, spawn_node(dir.path(), *id, &members)))
+        .collect();
     let leader = wait_for_leader(&members).await;
     let follower = *members.keys().find(|id| **id != leader).unwrap();
     let mut acked = vec![create(&members[&leader], "before").await];

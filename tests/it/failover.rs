@@ -12,8 +12,10 @@ use crate::on_both_backends;
 use crate::support::{create_n, create_request, run_on, TestCluster};
 
 /// Stop the leader: a new one is elected, writes go on through the
-/// survivors; the old leader restarts from its data dir and catches up, with
-/// every acknowledged task on every node exactly once.
+/// survivors (10 acknowledged after the stop); the old leader restarts from its data dir and catches up, with
+/// every acknowledged task on every node exactly once. (`crash.rs`
+/// `kill_9_leader_process_loses_no_acknowledged_write` is the SIGKILL
+/// variant, with writes in flight.)
 async fn leader_loss_and_catch_up(cluster: &mut TestCluster) {
     let old_leader = cluster.wait_for_leader().await;
     let mut acked = create_n(cluster, old_leader, "before", 10).await;
@@ -48,8 +50,10 @@ async fn leader_loss_and_catch_up(cluster: &mut TestCluster) {
     }
 }
 
-/// A create retried with the same request_id after the leader changed
-/// returns the first call's task: exactly one task exists.
+/// A create retried with the same request_id after the leader stopped
+/// returns the first call's task: exactly one task exists, beside the one the
+/// new leader acknowledged after the stop. (`crash.rs`
+/// `request_id_survives_leader_crash` is the SIGKILL variant.)
 async fn request_id_survives_leader_change(cluster: &mut TestCluster) {
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.follower().await;
@@ -67,7 +71,10 @@ async fn request_id_survives_leader_change(cluster: &mut TestCluster) {
         .task
         .expect("task");
     cluster.stop_node(leader).await;
-    cluster.wait_for_leader().await;
+    let new_leader = cluster.wait_for_leader().await;
+    assert_ne!(new_leader, leader);
+    // Work goes on after the fault: the new leader acknowledges a new create.
+    let after = create_n(cluster, follower, "after the stop", 1).await;
     let mut ids = HashSet::new();
     for node in cluster.running_ids() {
         let again = cluster
@@ -93,7 +100,12 @@ async fn request_id_survives_leader_change(cluster: &mut TestCluster) {
         .expect("list")
         .into_inner()
         .tasks;
-    assert_eq!(tasks.len(), 1, "one task, not {}", tasks.len());
+    let stored: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(
+        stored,
+        [first.id.as_str(), after[0].as_str()],
+        "the first task once, then the one created after the stop"
+    );
     assert_eq!(ids.len(), 1);
     cluster.restart_node(leader).await;
 }

@@ -1,6 +1,9 @@
 //! Service-mesh friendliness: plain h2c on one port, health Watch, client
 //! deadlines honoured, graceful shutdown that does not hang on open streams.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use taskd::server::DRAIN_TIMEOUT;
 use taskd::store::Backend;
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -10,8 +13,11 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::{create_request, run_on, TestCluster};
 
-/// A Health/Watch stream sees SERVING, then NOT_SERVING when the node is
-/// told to stop; the open stream does not keep the node from stopping.
+/// A Health/Watch stream sees SERVING, then NOT_SERVING while the node is
+/// stopping (before the stop is over), and then the server ends the stream
+/// (cleanly, status OK) before `DRAIN_TIMEOUT`. A stream the server did not
+/// end would be left open until the drain gives up after `DRAIN_TIMEOUT`
+/// and the node closes, i.e. it would have held up the stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_watch_follows_shutdown() {
     run_on(Backend::Sqlite, 3, async |cluster: &mut TestCluster| {
@@ -32,14 +38,45 @@ async fn health_watch_follows_shutdown() {
             let update = stream.next().await.expect("an update").expect("a status");
             statuses.push(update.status);
         }
-        cluster.stop_node(node).await;
-        let mut rest = Vec::new();
-        while let Some(Ok(update)) = stream.next().await {
-            rest.push(update.status);
-        }
+        let stopped = AtomicBool::new(false);
+        let stop = async {
+            cluster.stop_node(node).await;
+            stopped.store(true, Ordering::SeqCst);
+        };
+        let watch = async {
+            let mut rest = Vec::new();
+            loop {
+                match stream.next().await {
+                    Some(Ok(update)) => {
+                        if update.status == ServingStatus::NotServing as i32 {
+                            assert!(
+                                !stopped.load(Ordering::SeqCst),
+                                "NOT_SERVING arrived while the node was stopping, not after"
+                            );
+                        }
+                        rest.push(update.status);
+                    }
+                    Some(Err(status)) => {
+                        panic!("the stream was cut, not ended, after {rest:?}: {status:?}")
+                    }
+                    None => return rest,
+                }
+            }
+        };
+        let stopping = std::time::Instant::now();
+        let ((), (rest, ended_after)) = tokio::join!(stop, async {
+            let rest = watch.await;
+            (rest, stopping.elapsed())
+        });
         assert!(
-            rest.contains(&(ServingStatus::NotServing as i32)),
-            "the stream reported NOT_SERVING before it ended: {rest:?}"
+            ended_after < DRAIN_TIMEOUT,
+            "the server ended the stream itself, {ended_after:?} into the stop, before \
+             the drain would have given up on it ({DRAIN_TIMEOUT:?})"
+        );
+        assert_eq!(
+            rest.last(),
+            Some(&(ServingStatus::NotServing as i32)),
+            "the stream's last word before its clean end was NOT_SERVING: {rest:?}"
         );
         cluster.restart_node(node).await;
     })

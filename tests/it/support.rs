@@ -230,6 +230,16 @@ impl TestCluster {
         result.expect("node ran without error");
     }
 
+    /// Waits, without asking it to stop, until node `id` has stopped on its
+    /// own (e.g. its Raft core failed); what its `run` returned.
+    pub async fn wait_node_exit(&mut self, id: u64) -> Result<(), taskd::server::ServerError> {
+        let node = self.running.remove(&id).expect("node is running");
+        tokio::time::timeout(DEADLINE, node.task)
+            .await
+            .expect("node stops in time")
+            .expect("node task")
+    }
+
     /// Restarts a stopped node on its old address, from its data.
     pub async fn restart_node(&mut self, id: u64) {
         let addr = self.addr(id).to_string();
@@ -238,6 +248,11 @@ impl TestCluster {
         })
         .await;
         self.spawn(id, listener);
+    }
+
+    /// The URL of node `id`'s database.
+    pub fn database_url(&self, id: u64) -> &str {
+        &self.urls[&id]
     }
 
     /// Opens a second connection to a node's database (read-only use).

@@ -4,6 +4,8 @@
 //!
 //! `UPDATE_GOLDEN=1 cargo test -p taskd-client --test taskctl` rewrites the
 //! golden files from the current output (review the diff before committing).
+//! Never under scripts/test.sh or CI (`TASKD_TEST_COMMAND` / `CI` set): there
+//! the golden files are only compared, and `UPDATE_GOLDEN` fails the run.
 
 mod common;
 
@@ -116,7 +118,10 @@ async fn check(normalizer: &mut Normalizer, endpoints: &str, case: &str, args: &
         run.stderr
     );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{case}.txt"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if rewrite_golden(
+        std::env::var_os("UPDATE_GOLDEN").is_some(),
+        under_test_command(),
+    ) {
         std::fs::write(&path, &actual).expect("write golden file");
     } else {
         let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -133,6 +138,39 @@ async fn check(normalizer: &mut Normalizer, endpoints: &str, case: &str, args: &
         );
     }
     run
+}
+
+/// Whether this run is the project's test command (scripts/test.sh exports
+/// `TASKD_TEST_COMMAND`) or CI, where golden files are only ever compared.
+fn under_test_command() -> bool {
+    std::env::var_os("TASKD_TEST_COMMAND").is_some() || std::env::var_os("CI").is_some()
+}
+
+/// Whether to rewrite the golden files instead of comparing with them: only
+/// when asked (`UPDATE_GOLDEN`), and never under the test command or CI, where
+/// a rewrite would turn every output difference into a pass.
+fn rewrite_golden(asked: bool, under_test_command: bool) -> bool {
+    assert!(
+        !(asked && under_test_command),
+        "UPDATE_GOLDEN is not honoured under the test command or CI: golden files are \
+         compared there, never rewritten; run `UPDATE_GOLDEN=1 cargo test -p taskd-client \
+         --test taskctl` by hand and review the diff"
+    );
+    asked
+}
+
+/// UPDATE_GOLDEN rewrites only outside the test command; inside it, it fails
+/// the run instead of passing it.
+#[test]
+fn update_golden_is_refused_under_the_test_command() {
+    assert!(rewrite_golden(true, false));
+    assert!(!rewrite_golden(false, false));
+    assert!(!rewrite_golden(false, true));
+    let refused = std::panic::catch_unwind(|| rewrite_golden(true, true));
+    assert!(
+        refused.is_err(),
+        "UPDATE_GOLDEN under the test command fails"
+    );
 }
 
 fn id_from_json(stdout: &str) -> String {

@@ -1,3 +1,7 @@
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use crate::domain::Command;
 
 use super::super::testutil::{apply, create, each_backend, new_task};
@@ -82,18 +86,24 @@ async fn export_import_roundtrip() {
 }
 
 /// An export taken while batches commit sees whole batches only: the task
-/// count always matches the `last_applied` written with them.
+/// count always matches the `last_applied` written with them. The exports
+/// provably overlap writes: the test goes on until three exports each saw a
+/// batch commit (its `apply_batch` return) between the export's start and end.
 #[tokio::test]
 async fn export_is_consistent_under_writes() {
     each_backend(async |store: Store| {
+        let committed = Arc::new(AtomicU32::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
         let writer = {
-            let store = store.clone();
+            let (store, committed, stop) = (store.clone(), committed.clone(), stop.clone());
             tokio::spawn(async move {
-                for batch in 1..=40u32 {
+                let mut batch = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    batch += 1;
                     let commands: Vec<Command> = (0..5)
                         .map(|i| {
                             create(
-                                &format!("t{batch:03}-{i}"),
+                                &format!("t{batch:05}-{i}"),
                                 None,
                                 batch.into(),
                                 new_task("x"),
@@ -106,21 +116,37 @@ async fn export_is_consistent_under_writes() {
                         membership: None,
                     };
                     store.apply_batch(&entries, &meta).await.unwrap();
+                    committed.store(batch, Ordering::SeqCst);
                 }
             })
         };
-        let mut exports = 0;
-        while !writer.is_finished() || exports == 0 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut overlapping = 0;
+        while overlapping < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "no three exports overlapped a commit in 30 s ({overlapping} did)"
+            );
+            let before = committed.load(Ordering::SeqCst);
             let dump = store.export().await.unwrap();
+            let after = committed.load(Ordering::SeqCst);
             let batches = match dump.meta.last_applied {
                 Some(bytes) => u32::from_be_bytes(bytes.as_slice().try_into().unwrap()),
                 None => 0,
             };
             assert_eq!(dump.tasks.len(), batches as usize * 5);
-            exports += 1;
+            assert!(
+                batches >= before,
+                "the export saw every batch committed before it"
+            );
+            if after > before {
+                overlapping += 1;
+            }
         }
+        stop.store(true, Ordering::SeqCst);
         writer.await.unwrap();
-        assert_eq!(store.export().await.unwrap().tasks.len(), 200);
+        let total = committed.load(Ordering::SeqCst) as usize;
+        assert_eq!(store.export().await.unwrap().tasks.len(), total * 5);
     })
     .await;
 }

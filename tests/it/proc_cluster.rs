@@ -1,0 +1,144 @@
+//! `ProcessCluster`: a cluster of real `taskd serve` processes on SQLite
+//! files or on fresh MySQL databases (one per node, dropped at the end), for
+//! tests that must crash a node (SIGKILL) rather than stop it: an in-process
+//! node cannot be crashed, since its Raft core's tasks outlive any abort.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+
+use sqlx::migrate::MigrateDatabase;
+use taskd::store::Backend;
+
+use crate::process::{
+    spawn_node_on, wait_all_applied, wait_for_leader, wait_serving, TaskdProcess,
+};
+use crate::support::{init_tracing, mysql_server_url, unique_name};
+
+pub(crate) struct ProcessCluster {
+    pub members: BTreeMap<u64, String>,
+    urls: BTreeMap<u64, Option<String>>,
+    nodes: BTreeMap<u64, TaskdProcess>,
+    backend: Backend,
+    // Last: the processes are killed (dropped) before their files go.
+    dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    /// Starts `n` nodes on `backend` and waits until they agree on a leader.
+    pub(crate) async fn start(n: u64, backend: Backend) -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let members: BTreeMap<u64, String> = (1..=n)
+            .zip(crate::process::free_ports(n as usize))
+            .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
+            .collect();
+        let db = unique_name("taskd_proc");
+        let urls = members
+            .keys()
+            .map(|id| {
+                let url = match backend {
+                    Backend::Sqlite => None,
+                    Backend::Mysql => Some(format!("{}/{db}_n{id}", mysql_server_url())),
+                };
+                (*id, url)
+            })
+            .collect();
+        let mut cluster = Self {
+            members,
+            urls,
+            nodes: BTreeMap::new(),
+            backend,
+            dir,
+        };
+        for id in 1..=n {
+            cluster.spawn(id);
+        }
+        wait_for_leader(&cluster.members).await;
+        cluster
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let node = spawn_node_on(
+            self.dir.path(),
+            id,
+            &self.members,
+            self.urls[&id].as_deref(),
+        );
+        self.nodes.insert(id, node);
+    }
+
+    pub(crate) fn addrs(&self) -> Vec<String> {
+        self.members.values().cloned().collect()
+    }
+
+    /// The running nodes, id → address.
+    pub(crate) fn running(&self) -> BTreeMap<u64, String> {
+        self.nodes
+            .keys()
+            .map(|id| (*id, self.members[id].clone()))
+            .collect()
+    }
+
+    /// Waits until the running nodes agree on a leader among them.
+    pub(crate) async fn leader(&self) -> u64 {
+        wait_for_leader(&self.running()).await
+    }
+
+    /// SIGKILLs node `id` and checks that it died of it (not earlier).
+    pub(crate) fn kill_9(&mut self, id: u64) {
+        let status = self.nodes.get_mut(&id).expect("node is running").kill_9();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "node {id} died of SIGKILL: {status}"
+        );
+        self.nodes.remove(&id);
+    }
+
+    /// Restarts node `id` from its data and waits until it is SERVING.
+    pub(crate) async fn restart(&mut self, id: u64) {
+        self.spawn(id);
+        wait_serving(&self.members[&id]).await;
+    }
+
+    /// Waits until every node of the cluster has applied the leader's log.
+    pub(crate) async fn wait_all_applied(&self) {
+        wait_all_applied(&self.members).await;
+    }
+
+    /// Kills every node and drops the MySQL databases.
+    pub(crate) async fn shutdown(mut self) {
+        for (_, mut node) in std::mem::take(&mut self.nodes) {
+            node.kill_9();
+        }
+        if self.backend == Backend::Mysql {
+            for url in self.urls.values().flatten() {
+                let _ = sqlx::MySql::drop_database(url).await;
+            }
+        }
+    }
+}
+
+/// Declares `NAME::sqlite` and `NAME::mysql` tests that run
+/// `async fn NAME(cluster: &mut ProcessCluster)` on 3 fresh node processes.
+#[macro_export]
+macro_rules! on_both_backends_as_processes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::proc_cluster::run(taskd::store::Backend::Sqlite, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                $crate::proc_cluster::run(taskd::store::Backend::Mysql, super::$name).await
+            }
+        }
+    )*};
+}
+
+pub(crate) async fn run(backend: Backend, test: impl AsyncFnOnce(&mut ProcessCluster)) {
+    let mut cluster = ProcessCluster::start(3, backend).await;
+    test(&mut cluster).await;
+    cluster.shutdown().await;
+}
