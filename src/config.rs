@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// every node.
     #[arg(long, env = "TASKD_ELECTION_TIMEOUT", default_value_t = RaftTiming::default().election_timeout_ms)]
     pub election_timeout: u64,
+
+    /// Breaks this node on purpose, for taskd-chaos (feature `chaos-break`).
+    #[cfg(feature = "chaos-break")]
+    #[arg(long = "break", env = "TASKD_BREAK", hide = true, value_enum)]
+    pub break_mode: Option<crate::chaos_break::Mode>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -187,6 +192,8 @@ impl ServeArgs {
             });
         }
         let raft_timing = self.raft_timing()?;
+        #[cfg(feature = "chaos-break")]
+        crate::chaos_break::install(self.break_mode);
         let database_url = self
             .database_url
             .clone()
