@@ -48,7 +48,9 @@ pub async fn ack_before_durable<T>(
 where
     T: openraft::RaftTypeConfig,
 {
-    if !active(Mode::AckBeforeDurable) {
+    // Barriers (save_vote waits for one) have no callbacks: they must not
+    // wait, or every election would outlast its timeout.
+    if !active(Mode::AckBeforeDurable) || callbacks.is_empty() {
         return callbacks;
     }
     for callback in callbacks {

@@ -133,6 +133,17 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Kills every process and reaps it, so that nothing holds the
+    /// namespaces or files that drop removes next.
+    pub async fn shutdown(&mut self) {
+        for node in &mut self.nodes {
+            node.kill().await;
+        }
+        for db in &mut self.dbs {
+            db.kill().await;
+        }
+    }
+
     /// Waits until every node knows a leader.
     pub async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;

@@ -110,6 +110,9 @@ impl Recorder {
 /// proposed a write and then lost its leader may answer it — is unknown:
 /// treating a maybe as a no would make the checks report false violations.
 pub fn write_error_status(status: &tonic::Status) -> Status {
+    if never_sent(status) {
+        return Status::Fail;
+    }
     match status.code() {
         Code::InvalidArgument
         | Code::NotFound
@@ -122,6 +125,22 @@ pub fn write_error_status(status: &tonic::Status) -> Status {
         | Code::Unauthenticated => Status::Fail,
         _ => Status::Unknown,
     }
+}
+
+/// Whether the call failed to connect, so that no request left the client:
+/// decided from the error's type (a refused connection in its source
+/// chain), never from its text.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Whether an error was a CAS rejected for its version.
@@ -148,5 +167,27 @@ mod tests {
         assert_eq!(s(Code::DeadlineExceeded), Status::Unknown);
         assert_eq!(s(Code::Unknown), Status::Unknown);
         assert_eq!(s(Code::Internal), Status::Unknown);
+    }
+
+    /// A real refused connection (nothing listens on the port) is "never
+    /// sent", hence not applied; the plain UNAVAILABLE a server sends is not.
+    #[tokio::test]
+    async fn a_refused_connection_was_never_sent() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy();
+        let mut client = taskd_client::pb::task_service_client::TaskServiceClient::new(channel);
+        let e = client
+            .get_task(taskd_client::pb::GetTaskRequest::default())
+            .await
+            .unwrap_err();
+        assert!(never_sent(&e), "{e:?}");
+        assert_eq!(write_error_status(&e), Status::Fail);
+        assert!(!never_sent(&tonic::Status::unavailable("no leader")));
     }
 }

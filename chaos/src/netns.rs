@@ -256,6 +256,14 @@ fn free_subnet(pid: u32) -> Result<u8, NetError> {
 
 impl Drop for Network {
     fn drop(&mut self) {
+        // A namespace outlives `ip netns del` while a process in it is still
+        // dying, and its veth with it: remove the veths first, explicitly.
+        for k in 1..=self.created.len() {
+            let _ = run(
+                "ip",
+                &["link", "del", &format!("{VETH_PREFIX}{}n{k}", self.pid)],
+            );
+        }
         for ns in self.created.drain(..) {
             if let Err(e) = run("ip", &["netns", "del", &ns]) {
                 eprintln!("taskd-chaos: cleanup: {e}");

@@ -28,6 +28,8 @@ pub struct Summary {
     pub stale_ok: bool,
     pub unchecked_registers: usize,
     pub faults: usize,
+    /// The healed cluster elected a leader and answered the final read.
+    pub available_after_heal: bool,
     pub nodes: usize,
     pub backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +46,7 @@ impl Summary {
             && self.phantom == 0
             && self.replicas_equal
             && self.stale_ok
+            && self.available_after_heal
     }
 }
 

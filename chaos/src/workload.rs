@@ -80,24 +80,28 @@ impl KeyRing {
         k
     }
 
-    /// A task in use: (index, id, version a CAS should expect).
-    fn pick(&mut self, rng: &mut fastrand::Rng) -> (usize, String, u64) {
+    /// A task in use: (index, id, version a CAS should expect, whether it
+    /// may still be written: a worn task with no fresh one left only reads,
+    /// so that its history stays small enough to check).
+    fn pick(&mut self, rng: &mut fastrand::Rng) -> (usize, String, u64, bool) {
         let slot = rng.usize(..self.active.len());
         let k = self.active[slot];
         let key = &self.keys[k];
         let worn = key.ops >= KEY_MAX_OPS
             || key.unknowns >= KEY_MAX_UNKNOWN
             || key.opened.is_some_and(|t| t.elapsed() >= KEY_MAX_AGE);
-        let k = if worn && self.next < self.keys.len() {
+        let (k, writable) = if !worn {
+            (k, true)
+        } else if self.next < self.keys.len() {
             let fresh = self.open();
             self.active[slot] = fresh;
-            fresh
+            (fresh, true)
         } else {
-            k
+            (k, false)
         };
         let key = &mut self.keys[k];
         key.ops += 1;
-        (k, key.id.clone(), key.version_hint)
+        (k, key.id.clone(), key.version_hint, writable)
     }
 
     fn note(&mut self, k: usize, status: Status, seen: Option<u64>) {
@@ -144,14 +148,14 @@ pub async fn register_worker(shared: Shared, process: usize) {
     let mut seq = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         seq += 1;
-        let (k, id, hint) = shared
+        let (k, id, hint, writable) = shared
             .keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pick(&mut rng);
         let node = pick_node(&mut rng, shared.clients.len());
         let client = &shared.clients[node - 1];
-        let roll = rng.u8(..10);
+        let roll = if writable { rng.u8(..10) } else { 0 };
         let mut op = Op {
             process,
             kind: Kind::Read,
@@ -222,9 +226,21 @@ pub async fn register_worker(shared: Shared, process: usize) {
             op.status,
             op.seen.as_ref().map(|s| s.version),
         );
+        let backoff = op.status != Status::Ok && !op.rejected;
         shared.recorder.record(op);
-        tokio::time::sleep(PACE).await;
+        pace(&mut rng, backoff).await;
     }
+}
+
+/// Waits between calls; longer after a failure, as a real client backs off
+/// (and so that a dead cluster is not asked thousands of times a second).
+async fn pace(rng: &mut fastrand::Rng, after_failure: bool) {
+    let wait = if after_failure {
+        Duration::from_millis(rng.u64(50..150))
+    } else {
+        PACE
+    };
+    tokio::time::sleep(wait).await;
 }
 
 fn seen(task: pb::Task) -> Seen {
@@ -274,11 +290,15 @@ pub async fn set_worker(shared: Shared, process: usize) {
                 seen: None,
                 error,
             });
-            if status != Status::Unknown || shared.stop.load(Ordering::Relaxed) {
+            if status == Status::Ok {
+                break;
+            }
+            pace(&mut rng, true).await;
+            if status == Status::Fail || shared.stop.load(Ordering::Relaxed) {
                 break;
             }
         }
-        tokio::time::sleep(PACE).await;
+        pace(&mut rng, false).await;
     }
 }
 
@@ -321,7 +341,7 @@ pub async fn stale_reader(shared: Shared, process: usize, node: usize) {
             seen: seen_now,
             error,
         });
-        tokio::time::sleep(PACE * 4).await;
+        pace(&mut rng, status != Status::Ok).await;
     }
 }
 
