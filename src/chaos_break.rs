@@ -78,3 +78,21 @@ macro_rules! commit_statement {
     };
 }
 pub(crate) use commit_statement;
+
+/// `--snapshot-every N:K`: a snapshot every N entries, K entries kept behind it.
+pub fn parse_snapshot_tuning(value: &str) -> Result<crate::raft::SnapshotTuning, String> {
+    let (every, keep) = value
+        .split_once(':')
+        .ok_or_else(|| format!("{value:?} is not N:K"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{s:?} in {value:?} is not a positive number"))
+    };
+    Ok(crate::raft::SnapshotTuning {
+        every: number(every)?,
+        keep_logs: number(keep)?,
+    })
+}

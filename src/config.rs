@@ -81,6 +81,12 @@ pub struct ServeArgs {
     #[cfg(feature = "chaos-break")]
     #[arg(long = "break", env = "TASKD_BREAK", hide = true, value_enum)]
     pub break_mode: Option<crate::chaos_break::Mode>,
+
+    /// Snapshot every N entries, keeping K behind it (`N:K`), so that
+    /// taskd-chaos can crash nodes during snapshot installs (feature `chaos-break`).
+    #[cfg(feature = "chaos-break")]
+    #[arg(long, env = "TASKD_SNAPSHOT_EVERY", hide = true, value_parser = crate::chaos_break::parse_snapshot_tuning)]
+    pub snapshot_every: Option<SnapshotTuning>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -194,6 +200,10 @@ impl ServeArgs {
         let raft_timing = self.raft_timing()?;
         #[cfg(feature = "chaos-break")]
         crate::chaos_break::install(self.break_mode);
+        #[cfg(feature = "chaos-break")]
+        let snapshots = self.snapshot_every.unwrap_or_default();
+        #[cfg(not(feature = "chaos-break"))]
+        let snapshots = SnapshotTuning::default();
         let database_url = self
             .database_url
             .clone()
@@ -204,7 +214,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url,
             initial_cluster: self.initial_cluster.clone(),
-            snapshots: SnapshotTuning::default(),
+            snapshots,
             raft_timing,
         })
     }

@@ -42,15 +42,40 @@ pub struct ClusterSpec {
     pub break_mode: Option<String>,
     /// Where logs go (the --out dir).
     pub out: PathBuf,
+    /// Each node's files on a small tmpfs of its own, for disk-full faults.
+    pub small_disks: bool,
+    /// `--snapshot-every N:K` for the nodes (snapshot-kill faults).
+    pub snapshot_every: Option<String>,
 }
 
-/// Removes the run's scratch directory last of all.
+/// Removes the run's scratch directory (and unmounts the nodes' small
+/// disks in it) last of all.
 #[derive(Debug)]
 struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        remove_scratch(&self.0);
+    }
+}
+
+/// Unmounts whatever is mounted under `dir`, then deletes it.
+pub fn remove_scratch(dir: &std::path::Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if std::path::Path::new(point).starts_with(dir) {
+            let _ = crate::netns::run("umount", &["-l", point]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The size of a node's small disk (`--nemesis disk-full`): room for its
+/// database and some growth, little enough to fill in a moment.
+fn small_disk_size(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Mysql => "size=400m",
+        Backend::Sqlite => "size=64m",
     }
 }
 
@@ -61,6 +86,10 @@ pub struct Cluster {
     pub dbs: Vec<MariaDb>,
     pub net: Network,
     pub clients: Vec<NodeClient>,
+    /// Node k's directory (database and data) is `node_dirs[k - 1]`.
+    pub node_dirs: Vec<PathBuf>,
+    /// Whether those are small disks of their own.
+    pub small_disks: bool,
     _scratch: Scratch,
 }
 
@@ -81,13 +110,27 @@ impl Cluster {
             command: format!("mkdir {}", logs.display()),
             source,
         })?;
+        let node_dirs: Vec<PathBuf> = (1..=spec.nodes)
+            .map(|k| scratch.0.join(format!("n{k}")))
+            .collect();
+        for dir in &node_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| NetError::Spawn {
+                command: format!("mkdir {}", dir.display()),
+                source,
+            })?;
+            if spec.small_disks {
+                let size = small_disk_size(spec.backend);
+                let point = dir.display().to_string();
+                crate::netns::run("mount", &["-t", "tmpfs", "-o", size, "tmpfs", &point])?;
+            }
+        }
         let net = Network::create(spec.nodes)?;
         let mut dbs = Vec::new();
         if spec.backend == Backend::Mysql {
             let template = scratch.0.join("mariadb-template");
             mariadb::install_template(&template)?;
             for k in 1..=spec.nodes {
-                let dir = scratch.0.join(format!("n{k}")).join("db");
+                let dir = node_dirs[k - 1].join("db");
                 let log = logs.join(format!("n{k}.mariadb.log"));
                 let mut db = MariaDb::new(net.ns(k), &template, dir, log)?;
                 db.start().await?;
@@ -100,7 +143,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut clients = Vec::new();
         for k in 1..=spec.nodes {
-            let data_dir = scratch.0.join(format!("n{k}")).join("data");
+            let data_dir = node_dirs[k - 1].join("data");
             let database_url = match spec.backend {
                 Backend::Mysql => mariadb::NODE_DATABASE_URL.to_string(),
                 Backend::Sqlite => format!("sqlite://{}", data_dir.join("taskd.db").display()),
@@ -114,6 +157,7 @@ impl Cluster {
                 initial_cluster: initial_cluster.join(","),
                 taskd_bin: spec.taskd_bin.clone(),
                 break_mode: spec.break_mode.clone(),
+                snapshot_every: spec.snapshot_every.clone(),
                 log: logs.join(format!("n{k}.taskd.log")),
             });
             node.start().map_err(|source| NetError::Spawn {
@@ -128,6 +172,8 @@ impl Cluster {
             dbs,
             net,
             clients,
+            node_dirs,
+            small_disks: spec.small_disks,
             _scratch: scratch,
         };
         Ok(cluster)
@@ -141,6 +187,39 @@ impl Cluster {
         }
         for db in &mut self.dbs {
             db.kill().await;
+        }
+    }
+
+    /// Fills node `k`'s small disk to the last byte.
+    pub async fn fill_disk(&self, k: usize) -> Result<u64, String> {
+        if !self.small_disks {
+            return Err("disk-full needs the nodes on small disks".into());
+        }
+        let path = self.node_dirs[k - 1].join("fill");
+        let fill = move || -> u64 {
+            use std::io::Write;
+            let Ok(mut file) = std::fs::File::create(&path) else {
+                return 0;
+            };
+            let chunk = vec![0u8; 1 << 20];
+            let mut written = 0u64;
+            // Until ENOSPC: that error is the point.
+            while file.write_all(&chunk).is_ok() {
+                written += chunk.len() as u64;
+            }
+            written
+        };
+        tokio::task::spawn_blocking(fill)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Frees what [`Cluster::fill_disk`] took.
+    pub fn free_disk(&self, k: usize) -> Result<(), String> {
+        match std::fs::remove_file(self.node_dirs[k - 1].join("fill")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.to_string()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`node`]: one `taskd serve` process.
 //! - [`cluster`]: all of the above together, and gRPC clients to each node.
 //! - [`nemesis`]: the seeded fault schedule, injecting and healing faults.
+//! - [`partition`]: the partition shapes as per-node drop rules.
 //! - [`workload`]: register, set and STALE-read clients.
 //! - [`history`]: the operations as the clients saw them.
 //! - [`verify`]: the checks over the history and the replicas.
@@ -25,6 +26,7 @@ pub mod mariadb;
 pub mod nemesis;
 pub mod netns;
 pub mod node;
+pub mod partition;
 pub mod report;
 pub mod run;
 pub mod set;

@@ -6,12 +6,12 @@
 //! itself (a node that exits when its store fails, as a supervised service
 //! would) is started again, and the restart is on the timeline.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::cluster::Cluster;
+use crate::partition;
 
 /// A kind of fault. `partition` stands for every partition shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
@@ -38,6 +38,11 @@ pub enum Nemesis {
     PartitionRing,
     // kill -9 a node's MariaDB (or a majority's), then restart it.
     MysqlKill,
+    // Fill one node's disk (its files live on a small tmpfs), then free it.
+    DiskFull,
+    // Cut a node off until it lags past the purged log, heal, and kill -9
+    // it while the snapshot it needs is installed; restart it.
+    SnapshotKill,
 }
 
 impl Nemesis {
@@ -148,15 +153,6 @@ fn some_nodes(rng: &mut fastrand::Rng, n: usize, count: usize) -> Vec<usize> {
     all
 }
 
-/// Drop rules that cut `a` and `b` apart, both ways.
-fn cut(a: &[usize], b: &[usize], drops: &mut Vec<(usize, BTreeSet<usize>)>) {
-    for (side, other) in [(a, b), (b, a)] {
-        for &x in side {
-            drops.push((x, other.iter().copied().collect()));
-        }
-    }
-}
-
 /// Injects the faults of `schedule` into `cluster`, then heals everything.
 pub async fn run(
     cluster: &mut Cluster,
@@ -228,54 +224,42 @@ async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, Str
             }
             Ok((targets, "kill -9 mariadbd".into()))
         }
+        Nemesis::SnapshotKill => {
+            let x = some_nodes(&mut rng, n, 1)[0];
+            let rest: Vec<usize> = (1..=n).filter(|&k| k != x).collect();
+            let mut drops = Vec::new();
+            partition::cut(&[x], &rest, &mut drops);
+            cluster.net.partition(&drops).map_err(|e| e.to_string())?;
+            // Long enough for the others to snapshot and purge past it.
+            tokio::time::sleep(fault.hold / 2).await;
+            cluster.net.heal().map_err(|e| e.to_string())?;
+            let behind = crate::cluster::cluster_status(cluster.clients[x - 1].clone()).await;
+            // The install starts within a heartbeat or two; the kill lands
+            // somewhere inside it (the seed decides where).
+            tokio::time::sleep(Duration::from_millis(rng.u64(20..400))).await;
+            cluster.nodes[x - 1].kill().await;
+            let applied = behind.map_or(0, |s| s.last_applied_index);
+            Ok((
+                vec![x],
+                format!("cut off, healed at applied {applied}, kill -9 during catch-up"),
+            ))
+        }
+        Nemesis::DiskFull => {
+            let targets = some_nodes(&mut rng, n, 1);
+            let written = cluster.fill_disk(targets[0]).await?;
+            Ok((
+                targets,
+                format!("disk full ({} MiB written)", written >> 20),
+            ))
+        }
         shape => {
             let mut order: Vec<usize> = (1..=n).collect();
             rng.shuffle(&mut order);
-            let mut drops = Vec::new();
-            let detail;
-            let targets;
-            match shape {
-                Nemesis::PartitionOne | Nemesis::PartitionLeader => {
-                    let x = match shape {
-                        Nemesis::PartitionLeader => cluster.leader().await.unwrap_or(order[0]),
-                        _ => order[0],
-                    };
-                    let rest: Vec<usize> = (1..=n).filter(|&k| k != x).collect();
-                    cut(&[x], &rest, &mut drops);
-                    targets = vec![x];
-                    detail = format!("isolate node {x}");
-                }
-                Nemesis::PartitionHalves => {
-                    let (minority, rest) = order.split_at(n / 2);
-                    cut(minority, rest, &mut drops);
-                    targets = minority.to_vec();
-                    detail = format!("halves {minority:?} | {rest:?}");
-                }
-                Nemesis::PartitionBridge => {
-                    let bridge = order[0];
-                    let (a, b) = order[1..].split_at((n - 1) / 2);
-                    cut(a, b, &mut drops);
-                    targets = vec![bridge];
-                    detail = format!("{a:?} | {b:?}, bridged by node {bridge}");
-                }
-                Nemesis::PartitionOneWay => {
-                    let x = order[0];
-                    drops.push((x, (1..=n).filter(|&k| k != x).collect()));
-                    targets = vec![x];
-                    detail = format!("node {x} hears nobody, is heard by all");
-                }
-                Nemesis::PartitionRing => {
-                    for (i, &x) in order.iter().enumerate() {
-                        let left = order[(i + n - 1) % n];
-                        let right = order[(i + 1) % n];
-                        let hidden = (1..=n).filter(|&k| k != x && k != left && k != right);
-                        drops.push((x, hidden.collect()));
-                    }
-                    targets = order.clone();
-                    detail = format!("ring {order:?}");
-                }
-                other => return Err(format!("{other:?} is not a partition")),
-            }
+            let leader = match shape {
+                Nemesis::PartitionLeader => cluster.leader().await,
+                _ => None,
+            };
+            let (drops, targets, detail) = partition::shape(shape, &order, leader)?;
             cluster.net.partition(&drops).map_err(|e| e.to_string())?;
             Ok((targets, detail))
         }
@@ -286,7 +270,7 @@ async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, Str
 async fn heal(cluster: &mut Cluster, nemesis: Nemesis, targets: &[usize]) -> String {
     let mut problems = Vec::new();
     match nemesis {
-        Nemesis::Kill => {
+        Nemesis::Kill | Nemesis::SnapshotKill => {
             for &k in targets {
                 if let Err(e) = cluster.nodes[k - 1].start() {
                     problems.push(format!("restart node {k}: {e}"));
@@ -294,6 +278,13 @@ async fn heal(cluster: &mut Cluster, nemesis: Nemesis, targets: &[usize]) -> Str
             }
         }
         Nemesis::Pause => targets.iter().for_each(|&k| cluster.nodes[k - 1].resume()),
+        Nemesis::DiskFull => {
+            for &k in targets {
+                if let Err(e) = cluster.free_disk(k) {
+                    problems.push(format!("free disk {k}: {e}"));
+                }
+            }
+        }
         Nemesis::MysqlKill => {
             for &k in targets {
                 if let Err(e) = cluster.dbs[k - 1].start().await {
@@ -345,6 +336,13 @@ async fn supervise_until(
 /// Heals whatever may still be broken (also after an aborted schedule).
 pub async fn heal_all(cluster: &mut Cluster) -> Vec<String> {
     let mut problems = Vec::new();
+    if cluster.small_disks {
+        for k in 1..=cluster.nodes.len() {
+            if let Err(e) = cluster.free_disk(k) {
+                problems.push(format!("free disk {k}: {e}"));
+            }
+        }
+    }
     if let Err(e) = cluster.net.heal() {
         problems.push(e.to_string());
     }

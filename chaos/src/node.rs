@@ -18,6 +18,8 @@ pub struct NodeSpec {
     pub taskd_bin: PathBuf,
     /// `--break MODE`, passed through (taskd built with `chaos-break`).
     pub break_mode: Option<String>,
+    /// `--snapshot-every N:K`, passed through (taskd built with `chaos-break`).
+    pub snapshot_every: Option<String>,
     pub log: PathBuf,
 }
 
@@ -66,6 +68,9 @@ impl Node {
             .args(["--initial-cluster", &s.initial_cluster]);
         if let Some(mode) = &s.break_mode {
             command.args(["--break", mode]);
+        }
+        if let Some(tuning) = &s.snapshot_every {
+            command.args(["--snapshot-every", tuning]);
         }
         let child = command
             .env("RUST_LOG", "info,openraft=warn,sqlx=warn")

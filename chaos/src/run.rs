@@ -62,8 +62,11 @@ pub struct Args {
     /// partition, and mysql-kill with --backend mysql. `kill` kills -9 one
     /// node, a minority, a majority or all; `pause` SIGSTOPs; `partition` is
     /// any partition-* shape; `partition-ring` needs 5 nodes; `mysql-kill`
-    /// kills -9 a node's MariaDB. Each heals (restart, SIGCONT, rules
-    /// removed) after 2-6 s.
+    /// kills -9 a node's MariaDB; `disk-full` fills a node's disk (each
+    /// node's files then live on a small tmpfs); `snapshot-kill` cuts a node
+    /// off until it needs a snapshot, then kills it -9 while it installs one
+    /// (nodes then snapshot every 50 entries). Each heals (restart,
+    /// SIGCONT, rules removed, space freed) after 2-6 s.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Nemesis>,
 
@@ -156,6 +159,12 @@ pub async fn run(args: Args) -> Result<Summary, String> {
         taskd_bin,
         break_mode: args.break_mode.map(BreakMode::flag),
         out: out.clone(),
+        small_disks: mix.contains(&Nemesis::DiskFull),
+        // Small, so that a node cut off for a few seconds falls behind the
+        // purged log and must install a snapshot when it comes back.
+        snapshot_every: mix
+            .contains(&Nemesis::SnapshotKill)
+            .then(|| "50:10".to_string()),
     };
     eprintln!(
         "taskd-chaos: starting {} nodes ({:?}) in network namespaces",
@@ -320,7 +329,7 @@ fn remove_leftover_dirs() {
         // SAFETY: signal 0 only checks that the process exists.
         let alive = unsafe { libc::kill(pid, 0) == 0 };
         if !alive && pid as u32 != std::process::id() {
-            let _ = std::fs::remove_dir_all(entry.path());
+            crate::cluster::remove_scratch(&entry.path());
         }
     }
 }
