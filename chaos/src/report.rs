@@ -189,6 +189,9 @@ pub fn write_report(
     std::fs::write(out.join("report.md"), md)
 }
 
+/// At most this many acknowledged ops are drawn (all others always are).
+const MAX_DOTS: usize = 20_000;
+
 /// One SVG: a lane per node, a dot per op (green ok, orange unknown, red
 /// failed) at its invocation time, and a band per fault.
 pub fn write_timeline(
@@ -236,7 +239,14 @@ pub fn write_timeline(
             r##"<text x="5" y="{y:.1}">node {k}</text><line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}" stroke="#ccc"/>"##
         );
     }
-    for (i, o) in ops.iter().enumerate() {
+    // A long run has millions of ops: plot every failure and unknown, and
+    // an even sample of the rest, so that the page stays small.
+    let every = (ops.len() / MAX_DOTS).max(1);
+    let plotted = ops
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| o.status != Status::Ok || i % every == 0);
+    for (i, o) in plotted {
         let color = match o.status {
             Status::Ok => "#2a8d2a",
             Status::Unknown => "#e08a00",
