@@ -21,10 +21,14 @@
 #   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
 #   python     the Python client's pytest suite (clients/python/tests) in target/tools/venv-py,
 #              against 3 real `taskd serve` processes of `cargo build --bin taskd`
+#   chaos      taskd-chaos (needs root, ip, nft, mariadbd: apt-installed if missing): a seeded
+#              fault schedule on MySQL that must pass, then a broken-on-purpose taskd
+#              (--break stale-reads) that must be caught; outputs in target/chaos/
 #
 # Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
 # probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
-# TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm.
+# TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm, TASKD_CHAOS_SEED (default 1), TASKD_CHAOS_DURATION
+# (default 120s), TASKD_CHAOS_NEMESIS (default kill,pause,partition,mysql-kill).
 #
 # Leaves nothing running: a throwaway mariadbd is stopped and deleted on exit.
 set -euo pipefail
@@ -140,6 +144,46 @@ step_python() {
   return "$rc"
 }
 
+# Installs a Debian package as root when `command` is missing.
+_need_tool() {
+  local tool=$1 package=$2
+  command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin"
+  command -v "$tool" >/dev/null 2>&1 && return 0
+  _mysql_apt_install "$package" || { echo "ERROR: $tool missing and apt-get install $package failed" >&2; return 1; }
+  command -v "$tool" >/dev/null 2>&1 || { echo "ERROR: $package installed but no $tool" >&2; return 1; }
+}
+
+step_chaos() {
+  step "chaos: taskd-chaos on MySQL (must pass), and --break stale-reads (must be caught)"
+  _need_tool ip iproute2
+  _need_tool nft nftables
+  _need_tool mariadbd mariadb-server
+  _need_tool mariadb mariadb-client
+  cargo build --quiet -p taskd -p taskd-chaos --bin taskd --bin taskd-chaos --features taskd/chaos-break
+  local target=${CARGO_TARGET_DIR:-target} seed=${TASKD_CHAOS_SEED:-1} rc=0
+  local chaos="$target/debug/taskd-chaos"
+  local nemesis=${TASKD_CHAOS_NEMESIS:-kill,pause,partition,mysql-kill}
+  rm -rf "$target/chaos"
+  _mysql_as_root "$chaos" --seed "$seed" --duration "${TASKD_CHAOS_DURATION:-120s}" --backend mysql \
+    --nemesis "$nemesis" --out "$target/chaos/pass" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "ERROR: taskd-chaos found a violation or could not run (exit $rc); see $target/chaos/pass/report.md." \
+      "Replay: $chaos --seed $seed --duration ${TASKD_CHAOS_DURATION:-120s} --backend mysql --nemesis $nemesis" >&2
+    return 1
+  fi
+  # A checker that has never failed proves nothing: a taskd that serves reads without
+  # read-index must be reported (exit 1 = violations; 2 would be a harness failure).
+  rc=0
+  _mysql_as_root "$chaos" --seed "$seed" --duration 30s --backend mysql --nemesis partition \
+    --break stale-reads --out "$target/chaos/break-stale-reads" || rc=$?
+  if [ "$rc" -ne 1 ]; then
+    echo "ERROR: taskd-chaos --break stale-reads exited $rc, not 1 (violations found);" \
+      "see $target/chaos/break-stale-reads/report.md" >&2
+    return 1
+  fi
+  echo "chaos: the fault schedule passed and the broken taskd was caught"
+}
+
 step_readme() {
   step "README grpcurl examples, verbatim, against taskd dev"
   scripts/readme_examples.sh
@@ -148,7 +192,7 @@ step_readme() {
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy codegen readme python test)
+CHECK_STEPS=(fmt clippy codegen readme python test chaos)
 
 # ---- main --------------------------------------------------------------------------
 

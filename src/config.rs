@@ -82,6 +82,17 @@ pub struct ServeArgs {
     /// every node.
     #[arg(long, env = "TASKD_ELECTION_TIMEOUT", default_value_t = RaftTiming::default().election_timeout_ms)]
     pub election_timeout: u64,
+
+    /// Breaks this node on purpose, for taskd-chaos (feature `chaos-break`).
+    #[cfg(feature = "chaos-break")]
+    #[arg(long = "break", env = "TASKD_BREAK", hide = true, value_enum)]
+    pub break_mode: Option<crate::chaos_break::Mode>,
+
+    /// Snapshot every N entries, keeping K behind it (`N:K`), so that
+    /// taskd-chaos can crash nodes during snapshot installs (feature `chaos-break`).
+    #[cfg(feature = "chaos-break")]
+    #[arg(long, env = "TASKD_SNAPSHOT_EVERY", hide = true, value_parser = crate::chaos_break::parse_snapshot_tuning)]
+    pub snapshot_every: Option<SnapshotTuning>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -195,6 +206,12 @@ impl ServeArgs {
             });
         }
         let raft_timing = self.raft_timing()?;
+        #[cfg(feature = "chaos-break")]
+        crate::chaos_break::install(self.break_mode);
+        #[cfg(feature = "chaos-break")]
+        let snapshots = self.snapshot_every.unwrap_or_default();
+        #[cfg(not(feature = "chaos-break"))]
+        let snapshots = SnapshotTuning::default();
         let database_url = self
             .database_url
             .clone()
@@ -206,7 +223,7 @@ impl ServeArgs {
             database_url,
             allow_lossy_database: self.unsafe_allow_lossy_database,
             initial_cluster: self.initial_cluster.clone(),
-            snapshots: SnapshotTuning::default(),
+            snapshots,
             raft_timing,
         })
     }

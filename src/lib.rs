@@ -12,9 +12,13 @@
 //! - [`store`]: sqlx on MySQL or SQLite: the task tables, the Raft log, snapshots.
 //! - [`domain`]: tasks and the commands that change them; shared by every layer.
 //! - [`proto`]: the generated `taskd.v1` stubs.
+//! - `chaos_break` (feature `chaos-break` only): defects taskd-chaos switches on
+//!   to show that it catches them.
 
 pub mod api;
 pub mod bench;
+#[cfg(feature = "chaos-break")]
+pub mod chaos_break;
 pub mod config;
 pub mod dev;
 pub mod domain;

@@ -57,6 +57,10 @@ async fn before_read(ctx: &NodeContext, call: &Call, consistency: i32) -> Result
     if is_stale("consistency", consistency)? {
         return Ok(());
     }
+    #[cfg(feature = "chaos-break")]
+    if crate::chaos_break::active(crate::chaos_break::Mode::StaleReads) {
+        return Ok(());
+    }
     ctx.linearize(call).await
 }
 

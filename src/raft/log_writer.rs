@@ -134,6 +134,11 @@ async fn run(store: Store, mut ops: mpsc::UnboundedReceiver<WriteOp>, tail: Arc<
 /// Writes one batch and fires its callbacks; false if it failed. After a
 /// failure nothing more is written: the Raft core stops on the first error.
 async fn write(store: &Store, batch: Batch, tail: &Mutex<LogTail>, failed: bool) -> bool {
+    #[cfg(feature = "chaos-break")]
+    let batch = Batch {
+        callbacks: crate::chaos_break::ack_before_durable(batch.callbacks).await,
+        ..batch
+    };
     let result = if failed {
         Err("an earlier log write failed".to_string())
     } else {

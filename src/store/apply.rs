@@ -273,7 +273,11 @@ impl Store {
                 .collect();
 
             let stmts = overlay.write_stmts(meta)?;
-            exec_stmts!(tx, stmts);
+            for stmt in &stmts {
+                exec_stmts!(tx, std::slice::from_ref(stmt));
+                #[cfg(feature = "chaos-break")]
+                crate::chaos_break::commit_statement!(tx);
+            }
             tx.commit().await?;
             pool.release(conn).await?;
             Ok(results)

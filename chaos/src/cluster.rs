@@ -1,0 +1,333 @@
+//! The cluster under test: the network, one database per node (MariaDB) or
+//! none (SQLite), the `taskd serve` processes, and gRPC clients to each.
+//! Dropping it kills every process and removes every namespace and file it
+//! made (field order is drop order).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use taskd_client::pb;
+use taskd_client::pb::raft_service_client::RaftServiceClient;
+use taskd_client::pb::task_service_client::TaskServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::mariadb::{self, MariaDb};
+use crate::netns::{NetError, Network};
+use crate::node::{Node, NodeSpec};
+
+pub const PORT: u16 = 50051;
+
+/// Which database the nodes keep their state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    // One MariaDB server per node, in the node's namespace.
+    Mysql,
+    // Embedded SQLite in each node's data dir.
+    Sqlite,
+}
+
+/// Clients to one node.
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    pub task: TaskServiceClient<Channel>,
+    pub raft: RaftServiceClient<Channel>,
+}
+
+/// What the harness needs to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    pub backend: Backend,
+    pub taskd_bin: PathBuf,
+    pub break_mode: Option<String>,
+    /// Where logs go (the --out dir).
+    pub out: PathBuf,
+    /// Each node's files on a small tmpfs of its own, for disk-full faults.
+    pub small_disks: bool,
+    /// `--snapshot-every N:K` for the nodes (snapshot-kill faults).
+    pub snapshot_every: Option<String>,
+}
+
+/// Removes the run's scratch directory (and unmounts the nodes' small
+/// disks in it) last of all.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove_scratch(&self.0);
+    }
+}
+
+/// Unmounts whatever is mounted under `dir`, then deletes it.
+pub fn remove_scratch(dir: &std::path::Path) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if std::path::Path::new(point).starts_with(dir) {
+            let _ = crate::netns::run("umount", &["-l", point]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The size of a node's small disk (`--nemesis disk-full`): room for its
+/// database and some growth, little enough to fill in a moment.
+fn small_disk_size(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Mysql => "size=400m",
+        Backend::Sqlite => "size=64m",
+    }
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    /// Index k-1 is node k's server; empty with SQLite.
+    pub dbs: Vec<MariaDb>,
+    pub net: Network,
+    pub clients: Vec<NodeClient>,
+    /// Node k's directory (database and data) is `node_dirs[k - 1]`.
+    pub node_dirs: Vec<PathBuf>,
+    /// Whether those are small disks of their own.
+    pub small_disks: bool,
+    _scratch: Scratch,
+}
+
+/// The scratch directory of the run with this pid.
+pub fn scratch_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("{}{pid}", crate::netns::NS_PREFIX))
+}
+
+impl Cluster {
+    pub async fn start(spec: &ClusterSpec) -> Result<Self, NetError> {
+        let scratch = Scratch(scratch_dir(std::process::id()));
+        std::fs::create_dir_all(&scratch.0).map_err(|source| NetError::Spawn {
+            command: format!("mkdir {}", scratch.0.display()),
+            source,
+        })?;
+        let logs = spec.out.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|source| NetError::Spawn {
+            command: format!("mkdir {}", logs.display()),
+            source,
+        })?;
+        let node_dirs: Vec<PathBuf> = (1..=spec.nodes)
+            .map(|k| scratch.0.join(format!("n{k}")))
+            .collect();
+        for dir in &node_dirs {
+            std::fs::create_dir_all(dir).map_err(|source| NetError::Spawn {
+                command: format!("mkdir {}", dir.display()),
+                source,
+            })?;
+            if spec.small_disks {
+                let size = small_disk_size(spec.backend);
+                let point = dir.display().to_string();
+                crate::netns::run("mount", &["-t", "tmpfs", "-o", size, "tmpfs", &point])?;
+            }
+        }
+        let net = Network::create(spec.nodes)?;
+        let mut dbs = Vec::new();
+        if spec.backend == Backend::Mysql {
+            let template = scratch.0.join("mariadb-template");
+            mariadb::install_template(&template)?;
+            for k in 1..=spec.nodes {
+                let dir = node_dirs[k - 1].join("db");
+                let log = logs.join(format!("n{k}.mariadb.log"));
+                let mut db = MariaDb::new(net.ns(k), &template, dir, log)?;
+                db.start().await?;
+                dbs.push(db);
+            }
+        }
+        let initial_cluster: Vec<String> = (1..=spec.nodes)
+            .map(|k| format!("{k}={}:{PORT}", net.addr(k)))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut clients = Vec::new();
+        for k in 1..=spec.nodes {
+            let data_dir = node_dirs[k - 1].join("data");
+            let database_url = match spec.backend {
+                Backend::Mysql => mariadb::NODE_DATABASE_URL.to_string(),
+                Backend::Sqlite => format!("sqlite://{}", data_dir.join("taskd.db").display()),
+            };
+            let mut node = Node::new(NodeSpec {
+                id: k,
+                ns: net.ns(k),
+                listen: format!("{}:{PORT}", net.addr(k)),
+                data_dir,
+                database_url,
+                initial_cluster: initial_cluster.join(","),
+                taskd_bin: spec.taskd_bin.clone(),
+                break_mode: spec.break_mode.clone(),
+                snapshot_every: spec.snapshot_every.clone(),
+                log: logs.join(format!("n{k}.taskd.log")),
+            });
+            node.start().map_err(|source| NetError::Spawn {
+                command: format!("{} serve", spec.taskd_bin.display()),
+                source,
+            })?;
+            nodes.push(node);
+            clients.push(connect(&format!("http://{}:{PORT}", net.addr(k))));
+        }
+        let cluster = Cluster {
+            nodes,
+            dbs,
+            net,
+            clients,
+            node_dirs,
+            small_disks: spec.small_disks,
+            _scratch: scratch,
+        };
+        Ok(cluster)
+    }
+
+    /// Kills every process and reaps it, so that nothing holds the
+    /// namespaces or files that drop removes next.
+    pub async fn shutdown(&mut self) {
+        for node in &mut self.nodes {
+            node.kill().await;
+        }
+        for db in &mut self.dbs {
+            db.kill().await;
+        }
+    }
+
+    /// Fills node `k`'s small disk to the last byte.
+    pub async fn fill_disk(&self, k: usize) -> Result<u64, String> {
+        if !self.small_disks {
+            return Err("disk-full needs the nodes on small disks".into());
+        }
+        let path = self.node_dirs[k - 1].join("fill");
+        let fill = move || -> u64 {
+            use std::io::Write;
+            let Ok(mut file) = std::fs::File::create(&path) else {
+                return 0;
+            };
+            let chunk = vec![0u8; 1 << 20];
+            let mut written = 0u64;
+            // Until ENOSPC: that error is the point.
+            while file.write_all(&chunk).is_ok() {
+                written += chunk.len() as u64;
+            }
+            written
+        };
+        tokio::task::spawn_blocking(fill)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Frees what [`Cluster::fill_disk`] took.
+    pub fn free_disk(&self, k: usize) -> Result<(), String> {
+        match std::fs::remove_file(self.node_dirs[k - 1].join("fill")) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Waits until every node knows a leader.
+    pub async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let statuses = self.statuses().await;
+            if statuses
+                .iter()
+                .all(|s| s.as_ref().is_some_and(|s| s.leader_id != 0))
+            {
+                return Ok(());
+            }
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                if let Some(status) = node.exited() {
+                    return Err(format!(
+                        "node {} exited during start-up ({status}); see {}",
+                        i + 1,
+                        node.spec.log.display()
+                    ));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the cluster did not elect a leader within {within:?}: {statuses:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node's GetClusterStatus (None where it did not answer).
+    pub async fn statuses(&self) -> Vec<Option<pb::GetClusterStatusResponse>> {
+        let calls = self.clients.iter().map(|c| cluster_status(c.clone()));
+        futures_join_all(calls).await
+    }
+
+    /// The leader most nodes agree on at the highest term, if any.
+    pub async fn leader(&self) -> Option<usize> {
+        let statuses = self.statuses().await;
+        let term = statuses.iter().flatten().map(|s| s.term).max()?;
+        statuses
+            .iter()
+            .flatten()
+            .filter(|s| s.term == term && s.leader_id != 0)
+            .map(|s| s.leader_id as usize)
+            .next()
+    }
+}
+
+/// Runs the futures concurrently, answers in order.
+async fn futures_join_all<F, T>(futures: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("status task panicked"));
+    }
+    out
+}
+
+pub async fn cluster_status(mut c: NodeClient) -> Option<pb::GetClusterStatusResponse> {
+    let mut request = tonic::Request::new(pb::GetClusterStatusRequest {});
+    request.set_timeout(Duration::from_millis(500));
+    let call = c.raft.get_cluster_status(request);
+    match tokio::time::timeout(Duration::from_millis(600), call).await {
+        Ok(Ok(r)) => Some(r.into_inner()),
+        _ => None,
+    }
+}
+
+/// A lazily connected channel: it reconnects by itself after a node dies.
+fn connect(uri: &str) -> NodeClient {
+    let channel = Endpoint::from_shared(uri.to_string())
+        .expect("a valid URI")
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    NodeClient {
+        task: TaskServiceClient::new(channel.clone()),
+        raft: RaftServiceClient::new(channel),
+    }
+}
+
+/// Every task a node holds, read from its own database (STALE), by pages.
+pub async fn list_all(
+    c: &NodeClient,
+    consistency: pb::ReadConsistency,
+) -> Result<Vec<pb::Task>, tonic::Status> {
+    let mut tasks = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let mut request = tonic::Request::new(pb::ListTasksRequest {
+            page_size: 1000,
+            page_token: page_token.clone(),
+            consistency: consistency as i32,
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(5));
+        let page = c.task.clone().list_tasks(request).await?.into_inner();
+        tasks.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            return Ok(tasks);
+        }
+        page_token = page.next_page_token;
+    }
+}

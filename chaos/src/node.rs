@@ -1,0 +1,152 @@
+//! One `taskd serve` process, run inside its node's namespace.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// How to start a node; fixed for the run.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub id: usize,
+    pub ns: String,
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub initial_cluster: String,
+    pub taskd_bin: PathBuf,
+    /// `--break MODE`, passed through (taskd built with `chaos-break`).
+    pub break_mode: Option<String>,
+    /// `--snapshot-every N:K`, passed through (taskd built with `chaos-break`).
+    pub snapshot_every: Option<String>,
+    pub log: PathBuf,
+}
+
+/// A node's process and what the harness did to it.
+#[derive(Debug)]
+pub struct Node {
+    pub spec: NodeSpec,
+    child: Option<Child>,
+    paused: bool,
+    /// How often it was started (restarts by a nemesis or the supervisor
+    /// are the ones after the first).
+    pub starts: u32,
+}
+
+impl Node {
+    pub fn new(spec: NodeSpec) -> Self {
+        Self {
+            spec,
+            child: None,
+            paused: false,
+            starts: 0,
+        }
+    }
+
+    pub fn start(&mut self) -> std::io::Result<()> {
+        let s = &self.spec;
+        std::fs::create_dir_all(&s.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&s.log)?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &s.ns])
+            .arg(&s.taskd_bin)
+            .args([
+                "serve",
+                "--node-id",
+                &s.id.to_string(),
+                "--listen",
+                &s.listen,
+            ])
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .args(["--database-url", &s.database_url])
+            .args(["--initial-cluster", &s.initial_cluster]);
+        if let Some(mode) = &s.break_mode {
+            command.args(["--break", mode]);
+        }
+        if let Some(tuning) = &s.snapshot_every {
+            command.args(["--snapshot-every", tuning]);
+        }
+        let child = command
+            .env("RUST_LOG", "info,openraft=warn,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.starts += 1;
+        self.child = Some(child);
+        self.paused = false;
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<libc::pid_t> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map(|p| p as libc::pid_t)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
+    /// kill -9, and reap it.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+        self.paused = false;
+    }
+
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.paused = false;
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// If the process ended by itself: how. Clears it, so that the caller
+    /// (the supervisor) can start it again.
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// A clean stop at the end (SIGCONT, SIGTERM, SIGKILL after a bound).
+    pub async fn stop(&mut self) {
+        if self.paused {
+            self.resume();
+        }
+        self.signal(libc::SIGTERM);
+        if let Some(mut child) = self.child.take() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
