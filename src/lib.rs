@@ -12,12 +12,14 @@
 //! - [`store`]: sqlx on MySQL or SQLite: the task tables, the Raft log, snapshots.
 //! - [`domain`]: tasks and the commands that change them; shared by every layer.
 //! - [`proto`]: the generated `taskd.v1` stubs.
+//! - [`failpoint`]: named crash points on the durability boundaries (feature `failpoints`).
 
 pub mod api;
 pub mod bench;
 pub mod config;
 pub mod dev;
 pub mod domain;
+pub mod failpoint;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -4,10 +4,11 @@
 use openraft::BasicNode;
 use tonic::{Request, Response, Status};
 
+use crate::failpoint;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{self, Member};
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
-use crate::raft::{codec, NodeId, Raft};
+use crate::raft::{codec, NodeId, Raft, TypeConfig};
 
 /// The internal API of one node.
 pub struct RaftApi {
@@ -66,7 +67,11 @@ impl RaftService for RaftApi {
         &self,
         request: Request<proto::InstallSnapshotRequest>,
     ) -> Result<Response<proto::InstallSnapshotResponse>, Status> {
-        let rpc = decode(&request.into_inner().payload)?;
+        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
+            decode(&request.into_inner().payload)?;
+        if rpc.offset > 0 {
+            failpoint::hit(failpoint::SNAPSHOT_CHUNK_RECEIVED);
+        }
         let reply = self.raft.install_snapshot(rpc).await;
         Ok(Response::new(proto::InstallSnapshotResponse {
             payload: encode(&reply)?,

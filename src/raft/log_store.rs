@@ -18,10 +18,12 @@ use super::codec;
 use super::log_writer::{LogWriter, COMMITTED};
 use super::retry::with_retry;
 use super::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::failpoint;
 use crate::store::{LogRow, Store};
 
 const VOTE: &str = "vote";
-const PURGED: &str = "purged";
+/// The raft_state key of the last purged log id (also written by `Store::import`).
+pub const PURGED: &str = "purged";
 
 /// openraft's log storage over a [`Store`]. Cheap to clone: readers share it.
 #[derive(Clone)]
@@ -147,9 +149,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.barrier().await?;
+        failpoint::hit(failpoint::SAVE_VOTE_BEFORE);
         self.write_state(VOTE, vote)
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        failpoint::hit(failpoint::SAVE_VOTE_AFTER);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -200,7 +205,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.writer.tail().truncate(log_id.index);
         with_retry("truncate_log", || self.store.truncate_log(log_id.index))
             .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.writer.truncated(log_id.index);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -210,6 +217,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.writer.tail().purge(log_id.index);
         with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
             .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.writer.purged(log_id.index);
+        failpoint::hit(failpoint::PURGE_COMMITTED);
+        Ok(())
     }
 }

@@ -251,6 +251,7 @@ impl Store {
 
             let stmts = overlay.write_stmts(meta)?;
             exec_stmts!(tx, stmts);
+            crate::failpoint::hit(crate::failpoint::APPLY_BEFORE_COMMIT);
             tx.commit().await?;
             pool.release(conn).await?;
             Ok(results)

@@ -188,7 +188,15 @@ impl Store {
         let stmts = Store::snapshot_stmts(snapshot_meta, snapshot_data);
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            exec_stmts!(tx, stmts);
+            for (i, stmt) in stmts.iter().enumerate() {
+                // Statements 0 and 1 clear and write the meta; chunks follow.
+                if i > 2 {
+                    crate::failpoint::hit(crate::failpoint::SNAPSHOT_CHUNK_STORED);
+                }
+                bind_args!(sqlx::query(&stmt.sql), stmt.args)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         });
         Ok(())

@@ -77,6 +77,7 @@ impl Store {
         snapshot_meta: &[u8],
         snapshot_data: &[u8],
     ) -> Result<(), StoreError> {
+        crate::failpoint::hit(crate::failpoint::SNAPSHOT_IMPORT);
         let mut stmts = vec![
             Stmt::new("DELETE FROM task_labels", vec![]),
             Stmt::new("DELETE FROM tasks", vec![]),
