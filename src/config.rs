@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT};
+use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT, SNAPSHOT_CHUNK_BYTES};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +76,25 @@ pub struct ServeArgs {
     /// every node.
     #[arg(long, env = "TASKD_ELECTION_TIMEOUT", default_value_t = RaftTiming::default().election_timeout_ms)]
     pub election_timeout: u64,
+
+    /// Build a snapshot (and purge the log behind it) after this many log
+    /// entries since the last one. Smaller keeps the log short and restarts
+    /// quick, at the cost of writing the whole state more often.
+    #[arg(long, env = "TASKD_SNAPSHOT_EVERY", default_value_t = SnapshotTuning::default().every)]
+    pub snapshot_every: u64,
+
+    /// Log entries kept behind a snapshot, so that a follower a little
+    /// behind catches up from the log instead of a whole snapshot. More
+    /// costs disk; fewer sends snapshots sooner.
+    #[arg(long, env = "TASKD_SNAPSHOT_KEEP_LOGS", default_value_t = SnapshotTuning::default().keep_logs)]
+    pub snapshot_keep_logs: u64,
+
+    /// The largest snapshot (bytes) this node accepts from a peer; a chunk
+    /// past it is refused with INVALID_ARGUMENT before memory is allocated
+    /// for it. Must exceed the cluster's state; a snapshot is held in memory
+    /// while it is received.
+    #[arg(long, env = "TASKD_MAX_SNAPSHOT_BYTES", default_value_t = SnapshotTuning::default().max_bytes)]
+    pub max_snapshot_bytes: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -158,6 +177,10 @@ pub enum ConfigError {
         "--advertise {advertise} differs from this node's address {member} in --initial-cluster"
     )]
     AdvertiseMismatch { advertise: String, member: String },
+    #[error("--snapshot-every must be at least 1")]
+    ZeroSnapshotEvery,
+    #[error("--max-snapshot-bytes {0} is below one snapshot chunk ({SNAPSHOT_CHUNK_BYTES} bytes)")]
+    MaxSnapshotTooSmall(u64),
 }
 
 impl ServeArgs {
@@ -197,8 +220,22 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url,
             initial_cluster: self.initial_cluster.clone(),
-            snapshots: SnapshotTuning::default(),
+            snapshots: self.snapshots()?,
             raft_timing,
+        })
+    }
+
+    fn snapshots(&self) -> Result<SnapshotTuning, ConfigError> {
+        if self.snapshot_every == 0 {
+            return Err(ConfigError::ZeroSnapshotEvery);
+        }
+        if self.max_snapshot_bytes < SNAPSHOT_CHUNK_BYTES {
+            return Err(ConfigError::MaxSnapshotTooSmall(self.max_snapshot_bytes));
+        }
+        Ok(SnapshotTuning {
+            every: self.snapshot_every,
+            keep_logs: self.snapshot_keep_logs,
+            max_bytes: self.max_snapshot_bytes,
         })
     }
 
