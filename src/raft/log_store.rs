@@ -5,6 +5,15 @@
 //! queues, and openraft's flush callback fires once the entries' transaction
 //! has committed. The vote is durable before `save_vote` returns, and is
 //! written only after every append queued before it.
+//!
+//! A purge never runs ahead of the installed state. openraft 0.9.25 issues
+//! `PurgeLog` up to a snapshot's last log id right after it hands the
+//! snapshot to the state machine, so the purge can come before the import
+//! commits; a crash between them would leave `purged` past `last_applied`,
+//! and the entries in between gone for good (the node then fails at every
+//! restart). So a purge past `last_applied` leaves the database alone: the
+//! snapshot's import deletes those entries and records `purged` in its own
+//! transaction (`Store::import`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -215,10 +224,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             codec::encode(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.barrier().await?;
         self.writer.tail().purge(log_id.index);
-        with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
+        let meta = with_retry("sm_meta", || self.store.sm_meta())
             .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
-        self.writer.purged(log_id.index);
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
+        let last_applied: Option<LogId> = match &meta.last_applied {
+            Some(bytes) => codec::decode(bytes)
+                .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?,
+            None => None,
+        };
+        if last_applied < Some(log_id) {
+            // A snapshot being installed: its import purges (see the module doc).
+            tracing::info!(upto = %log_id, last_applied = ?last_applied, "purge left to the snapshot's import");
+        } else {
+            with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
+                .await
+                .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+            self.writer.purged(log_id.index);
+        }
         failpoint::hit(failpoint::PURGE_COMMITTED);
         Ok(())
     }

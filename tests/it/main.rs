@@ -8,6 +8,8 @@ mod batching;
 mod bench;
 mod concurrency;
 mod crash;
+#[cfg(feature = "failpoints")]
+mod crash_points;
 mod failover;
 mod mesh;
 mod paging;
