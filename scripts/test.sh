@@ -13,11 +13,12 @@
 #   buf        buf lint, and buf breaking against HEAD~1 and the proto's first commit
 #              (buf from PyPI/npm into target/tools, see scripts/buf.sh)
 #   fmt        cargo fmt --all -- --check
-#   clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   clippy     cargo clippy --workspace --all-targets --features "$TASKD_TEST_FEATURES" -- -D warnings
 #   codegen    scripts/gen_python.sh, then fail if the Python client's generated stubs differ
 #              from the committed ones (run the script and commit its output)
-#   test       cargo nextest run --workspace --all-targets if cargo-nextest is installed, else
-#              cargo test --workspace --all-targets (TASKD_TEST_RUNNER=cargo|nextest forces one)
+#   test       cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" if
+#              cargo-nextest is installed, else cargo test with the same arguments
+#              (TASKD_TEST_RUNNER=cargo|nextest forces one)
 #   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
 #   python     the Python client's pytest suite (clients/python/tests) in target/tools/venv-py,
 #              against 3 real `taskd serve` processes of `cargo build --bin taskd`
@@ -29,6 +30,10 @@
 # probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
 # TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm, TASKD_CHAOS_SEED (default 1), TASKD_CHAOS_DURATION
 # (default 120s), TASKD_CHAOS_NEMESIS (default kill,pause,partition,mysql-kill).
+# TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm, TASKD_TEST_FEATURES (cargo features of the clippy and
+# test steps; default taskd/failpoints,taskd/chaos-break, so target/debug/taskd carries the
+# crash points that tests/it/crash_points.rs sets through FAILPOINTS and the chaos step's
+# --break switch, from one build).
 #
 # Leaves nothing running: a throwaway mariadbd is stopped and deleted on exit.
 set -euo pipefail
@@ -48,6 +53,8 @@ if [ -n "${UPDATE_GOLDEN+set}" ]; then
     "Unset it (rewrite them with: UPDATE_GOLDEN=1 cargo test -p taskd-client --test taskctl)" >&2
   exit 2
 fi
+# Comma-separated cargo features for clippy and the tests (extend, e.g. with taskd/chaos-break).
+TASKD_TEST_FEATURES=${TASKD_TEST_FEATURES:-taskd/failpoints,taskd/chaos-break}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -95,8 +102,8 @@ step_fmt() {
 }
 
 step_clippy() {
-  step "cargo clippy --workspace --all-targets -- -D warnings"
-  cargo clippy --workspace --all-targets -- -D warnings
+  step "cargo clippy --workspace --all-targets --features $TASKD_TEST_FEATURES -- -D warnings"
+  cargo clippy --workspace --all-targets --features "$TASKD_TEST_FEATURES" -- -D warnings
 }
 
 step_test() {
@@ -106,12 +113,12 @@ step_test() {
   fi
   case "$runner" in
     nextest)
-      step "cargo nextest run --workspace --all-targets $*"
-      cargo nextest run --workspace --all-targets --no-tests=fail "$@"
+      step "cargo nextest run --workspace --all-targets --features $TASKD_TEST_FEATURES $*"
+      cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" --no-tests=fail "$@"
       ;;
     cargo)
-      step "cargo test --workspace --all-targets $*"
-      cargo test --workspace --all-targets "$@"
+      step "cargo test --workspace --all-targets --features $TASKD_TEST_FEATURES $*"
+      cargo test --workspace --all-targets --features "$TASKD_TEST_FEATURES" "$@"
       ;;
     *) echo "ERROR: TASKD_TEST_RUNNER must be cargo or nextest, not '$runner'" >&2; return 1 ;;
   esac
@@ -132,7 +139,7 @@ step_codegen() {
 
 step_python() {
   step "python client: pytest against a 3-node taskd cluster"
-  cargo build --quiet --bin taskd
+  cargo build --quiet --bin taskd --features "$TASKD_TEST_FEATURES"
   local venv=target/tools/venv-py target=${CARGO_TARGET_DIR:-target} rc=0
   case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -159,7 +166,7 @@ step_chaos() {
   _need_tool nft nftables
   _need_tool mariadbd mariadb-server
   _need_tool mariadb mariadb-client
-  cargo build --quiet -p taskd -p taskd-chaos --bin taskd --bin taskd-chaos --features taskd/chaos-break
+  cargo build --quiet -p taskd -p taskd-chaos --bin taskd --bin taskd-chaos --features "$TASKD_TEST_FEATURES"
   local target=${CARGO_TARGET_DIR:-target} seed=${TASKD_CHAOS_SEED:-1} rc=0
   local chaos="$target/debug/taskd-chaos"
   local nemesis=${TASKD_CHAOS_NEMESIS:-kill,pause,partition,mysql-kill}

@@ -42,11 +42,9 @@ const ACK_AHEAD: Duration = Duration::from_millis(300);
 
 /// [`Mode::AckBeforeDurable`]: acknowledges `callbacks` at once and returns
 /// none, after a wait that leaves the acknowledged entries uncommitted.
-pub async fn ack_before_durable<T>(
-    callbacks: Vec<openraft::storage::LogFlushed<T>>,
-) -> Vec<openraft::storage::LogFlushed<T>>
+pub async fn ack_before_durable<F>(callbacks: Vec<F>) -> Vec<F>
 where
-    T: openraft::RaftTypeConfig,
+    F: FnOnce(Result<(), std::io::Error>),
 {
     // Barriers (save_vote waits for one) have no callbacks: they must not
     // wait, or every election would outlast its timeout.
@@ -54,7 +52,7 @@ where
         return callbacks;
     }
     for callback in callbacks {
-        callback.log_io_completed(Ok(()));
+        callback(Ok(()));
     }
     tokio::time::sleep(ACK_AHEAD).await;
     Vec::new()
@@ -78,21 +76,3 @@ macro_rules! commit_statement {
     };
 }
 pub(crate) use commit_statement;
-
-/// `--snapshot-every N:K`: a snapshot every N entries, K entries kept behind it.
-pub fn parse_snapshot_tuning(value: &str) -> Result<crate::raft::SnapshotTuning, String> {
-    let (every, keep) = value
-        .split_once(':')
-        .ok_or_else(|| format!("{value:?} is not N:K"))?;
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("{s:?} in {value:?} is not a positive number"))
-    };
-    Ok(crate::raft::SnapshotTuning {
-        every: number(every)?,
-        keep_logs: number(keep)?,
-    })
-}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT};
+use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT, SNAPSHOT_CHUNK_BYTES};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,11 +88,24 @@ pub struct ServeArgs {
     #[arg(long = "break", env = "TASKD_BREAK", hide = true, value_enum)]
     pub break_mode: Option<crate::chaos_break::Mode>,
 
-    /// Snapshot every N entries, keeping K behind it (`N:K`), so that
-    /// taskd-chaos can crash nodes during snapshot installs (feature `chaos-break`).
-    #[cfg(feature = "chaos-break")]
-    #[arg(long, env = "TASKD_SNAPSHOT_EVERY", hide = true, value_parser = crate::chaos_break::parse_snapshot_tuning)]
-    pub snapshot_every: Option<SnapshotTuning>,
+    /// Build a snapshot (and purge the log behind it) after this many log
+    /// entries since the last one. Smaller keeps the log short and restarts
+    /// quick, at the cost of writing the whole state more often.
+    #[arg(long, env = "TASKD_SNAPSHOT_EVERY", default_value_t = SnapshotTuning::default().every)]
+    pub snapshot_every: u64,
+
+    /// Log entries kept behind a snapshot, so that a follower a little
+    /// behind catches up from the log instead of a whole snapshot. More
+    /// costs disk; fewer sends snapshots sooner.
+    #[arg(long, env = "TASKD_SNAPSHOT_KEEP_LOGS", default_value_t = SnapshotTuning::default().keep_logs)]
+    pub snapshot_keep_logs: u64,
+
+    /// The largest snapshot (bytes) this node accepts from a peer; a chunk
+    /// past it is refused with INVALID_ARGUMENT before memory is allocated
+    /// for it. Must exceed the cluster's state; a snapshot is held in memory
+    /// while it is received.
+    #[arg(long, env = "TASKD_MAX_SNAPSHOT_BYTES", default_value_t = SnapshotTuning::default().max_bytes)]
+    pub max_snapshot_bytes: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -177,6 +190,10 @@ pub enum ConfigError {
         "--advertise {advertise} differs from this node's address {member} in --initial-cluster"
     )]
     AdvertiseMismatch { advertise: String, member: String },
+    #[error("--snapshot-every must be at least 1")]
+    ZeroSnapshotEvery,
+    #[error("--max-snapshot-bytes {0} is below one snapshot chunk ({SNAPSHOT_CHUNK_BYTES} bytes)")]
+    MaxSnapshotTooSmall(u64),
 }
 
 impl ServeArgs {
@@ -208,10 +225,6 @@ impl ServeArgs {
         let raft_timing = self.raft_timing()?;
         #[cfg(feature = "chaos-break")]
         crate::chaos_break::install(self.break_mode);
-        #[cfg(feature = "chaos-break")]
-        let snapshots = self.snapshot_every.unwrap_or_default();
-        #[cfg(not(feature = "chaos-break"))]
-        let snapshots = SnapshotTuning::default();
         let database_url = self
             .database_url
             .clone()
@@ -223,8 +236,22 @@ impl ServeArgs {
             database_url,
             allow_lossy_database: self.unsafe_allow_lossy_database,
             initial_cluster: self.initial_cluster.clone(),
-            snapshots,
+            snapshots: self.snapshots()?,
             raft_timing,
+        })
+    }
+
+    fn snapshots(&self) -> Result<SnapshotTuning, ConfigError> {
+        if self.snapshot_every == 0 {
+            return Err(ConfigError::ZeroSnapshotEvery);
+        }
+        if self.max_snapshot_bytes < SNAPSHOT_CHUNK_BYTES {
+            return Err(ConfigError::MaxSnapshotTooSmall(self.max_snapshot_bytes));
+        }
+        Ok(SnapshotTuning {
+            every: self.snapshot_every,
+            keep_logs: self.snapshot_keep_logs,
+            max_bytes: self.max_snapshot_bytes,
         })
     }
 

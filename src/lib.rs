@@ -14,6 +14,7 @@
 //! - [`proto`]: the generated `taskd.v1` stubs.
 //! - `chaos_break` (feature `chaos-break` only): defects taskd-chaos switches on
 //!   to show that it catches them.
+//! - [`failpoint`]: named crash points on the durability boundaries (feature `failpoints`).
 
 pub mod api;
 pub mod bench;
@@ -22,6 +23,7 @@ pub mod chaos_break;
 pub mod config;
 pub mod dev;
 pub mod domain;
+pub mod failpoint;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -14,6 +14,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Crash-point tests only (feature `failpoints`); a no-op otherwise.
+    #[allow(clippy::let_unit_value)]
+    let _failpoints = taskd::failpoint::setup();
     match Cli::parse().command {
         Command::Serve(args) => {
             let config = args.validate()?;

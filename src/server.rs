@@ -124,9 +124,12 @@ async fn serve(
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            RaftServiceServer::new(RaftApi::new(id, raft.clone(), read_index))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            RaftServiceServer::new(
+                RaftApi::new(id, raft.clone(), read_index)
+                    .with_max_snapshot_bytes(config.snapshots.max_bytes),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = drain_rx.await;

@@ -44,8 +44,8 @@ pub struct ClusterSpec {
     pub out: PathBuf,
     /// Each node's files on a small tmpfs of its own, for disk-full faults.
     pub small_disks: bool,
-    /// `--snapshot-every N:K` for the nodes (snapshot-kill faults).
-    pub snapshot_every: Option<String>,
+    /// `--snapshot-every` and `--snapshot-keep-logs` for the nodes (snapshot-kill faults).
+    pub snapshot_every: Option<(String, String)>,
 }
 
 /// Removes the run's scratch directory (and unmounts the nodes' small

@@ -18,8 +18,8 @@ pub struct NodeSpec {
     pub taskd_bin: PathBuf,
     /// `--break MODE`, passed through (taskd built with `chaos-break`).
     pub break_mode: Option<String>,
-    /// `--snapshot-every N:K`, passed through (taskd built with `chaos-break`).
-    pub snapshot_every: Option<String>,
+    /// `--snapshot-every` and `--snapshot-keep-logs`.
+    pub snapshot_every: Option<(String, String)>,
     pub log: PathBuf,
 }
 
@@ -69,8 +69,8 @@ impl Node {
         if let Some(mode) = &s.break_mode {
             command.args(["--break", mode]);
         }
-        if let Some(tuning) = &s.snapshot_every {
-            command.args(["--snapshot-every", tuning]);
+        if let Some((every, keep)) = &s.snapshot_every {
+            command.args(["--snapshot-every", every, "--snapshot-keep-logs", keep]);
         }
         let child = command
             .env("RUST_LOG", "info,openraft=warn,sqlx=warn")

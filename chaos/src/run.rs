@@ -164,7 +164,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
         // purged log and must install a snapshot when it comes back.
         snapshot_every: mix
             .contains(&Nemesis::SnapshotKill)
-            .then(|| "50:10".to_string()),
+            .then(|| ("50".to_string(), "10".to_string())),
     };
     eprintln!(
         "taskd-chaos: starting {} nodes ({:?}) in network namespaces",

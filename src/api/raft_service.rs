@@ -4,16 +4,19 @@
 use openraft::BasicNode;
 use tonic::{Request, Response, Status};
 
+use crate::failpoint;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{self, Member};
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
-use crate::raft::{codec, NodeId, Raft};
+use crate::raft::{codec, NodeId, Raft, SnapshotTuning, TypeConfig};
 
 /// The internal API of one node.
 pub struct RaftApi {
     id: NodeId,
     raft: Raft,
     read_index: ReadIndex,
+    /// `InstallSnapshot` chunks reaching past this many bytes are refused.
+    max_snapshot_bytes: u64,
 }
 
 impl RaftApi {
@@ -22,7 +25,14 @@ impl RaftApi {
             id,
             raft,
             read_index,
+            max_snapshot_bytes: SnapshotTuning::default().max_bytes,
         }
+    }
+
+    /// Refuses snapshots larger than `max` bytes (`--max-snapshot-bytes`).
+    pub fn with_max_snapshot_bytes(mut self, max: u64) -> Self {
+        self.max_snapshot_bytes = max;
+        self
     }
 }
 
@@ -66,7 +76,23 @@ impl RaftService for RaftApi {
         &self,
         request: Request<proto::InstallSnapshotRequest>,
     ) -> Result<Response<proto::InstallSnapshotResponse>, Status> {
-        let rpc = decode(&request.into_inner().payload)?;
+        let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
+            decode(&request.into_inner().payload)?;
+        // openraft writes the chunk at `offset` of an in-memory buffer: an
+        // offset from the network must not size that buffer.
+        let end = rpc.offset.checked_add(rpc.data.len() as u64);
+        if end.is_none_or(|end| end > self.max_snapshot_bytes) {
+            return Err(Status::invalid_argument(format!(
+                "snapshot chunk at offset {} with {} bytes reaches past the largest snapshot \
+                 this node accepts ({} bytes, --max-snapshot-bytes)",
+                rpc.offset,
+                rpc.data.len(),
+                self.max_snapshot_bytes
+            )));
+        }
+        if rpc.offset > 0 {
+            failpoint::hit(failpoint::SNAPSHOT_CHUNK_RECEIVED);
+        }
         let reply = self.raft.install_snapshot(rpc).await;
         Ok(Response::new(proto::InstallSnapshotResponse {
             payload: encode(&reply)?,

@@ -5,6 +5,15 @@
 //! queues, and openraft's flush callback fires once the entries' transaction
 //! has committed. The vote is durable before `save_vote` returns, and is
 //! written only after every append queued before it.
+//!
+//! A purge never runs ahead of the installed state. openraft 0.9.25 issues
+//! `PurgeLog` up to a snapshot's last log id right after it hands the
+//! snapshot to the state machine, so the purge can come before the import
+//! commits; a crash between them would leave `purged` past `last_applied`,
+//! and the entries in between gone for good (the node then fails at every
+//! restart). So a purge past `last_applied` leaves the database alone: the
+//! snapshot's import deletes those entries and records `purged` in its own
+//! transaction (`Store::import`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -18,10 +27,12 @@ use super::codec;
 use super::log_writer::{LogWriter, COMMITTED};
 use super::retry::with_retry;
 use super::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::failpoint;
 use crate::store::{LogRow, Store};
 
 const VOTE: &str = "vote";
-const PURGED: &str = "purged";
+/// The raft_state key of the last purged log id (also written by `Store::import`).
+pub const PURGED: &str = "purged";
 
 /// openraft's log storage over a [`Store`]. Cheap to clone: readers share it.
 #[derive(Clone)]
@@ -147,9 +158,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.barrier().await?;
+        failpoint::hit(failpoint::SAVE_VOTE_BEFORE);
         self.write_state(VOTE, vote)
             .await
-            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)))?;
+        failpoint::hit(failpoint::SAVE_VOTE_AFTER);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -200,7 +214,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.writer.tail().truncate(log_id.index);
         with_retry("truncate_log", || self.store.truncate_log(log_id.index))
             .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        self.writer.truncated(log_id.index);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -208,8 +224,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             codec::encode(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         self.barrier().await?;
         self.writer.tail().purge(log_id.index);
-        with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
+        let meta = with_retry("sm_meta", || self.store.sm_meta())
             .await
-            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)).into())
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
+        let last_applied: Option<LogId> = match &meta.last_applied {
+            Some(bytes) => codec::decode(bytes)
+                .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?,
+            None => None,
+        };
+        if last_applied < Some(log_id) {
+            // A snapshot being installed: its import purges (see the module doc).
+            tracing::info!(upto = %log_id, last_applied = ?last_applied, "purge left to the snapshot's import");
+        } else {
+            with_retry("purge_log", || self.store.purge_log(log_id.index, &purged))
+                .await
+                .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+            self.writer.purged(log_id.index);
+        }
+        failpoint::hit(failpoint::PURGE_COMMITTED);
+        Ok(())
     }
 }

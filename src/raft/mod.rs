@@ -63,6 +63,10 @@ pub struct SnapshotTuning {
     /// Entries kept in the log behind a snapshot, so that a follower a little
     /// behind catches up from the log instead of a whole snapshot.
     pub keep_logs: u64,
+    /// The largest snapshot this node accepts from a peer (bytes): an
+    /// `InstallSnapshot` chunk reaching past it is refused before anything
+    /// is allocated for it.
+    pub max_bytes: u64,
 }
 
 impl Default for SnapshotTuning {
@@ -70,6 +74,7 @@ impl Default for SnapshotTuning {
         Self {
             every: 10_000,
             keep_logs: 1_000,
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -124,10 +129,15 @@ pub fn raft_config(
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshots.every),
         max_in_snapshot_log_to_keep: snapshots.keep_logs,
         install_snapshot_timeout: 10_000,
+        // One chunk per InstallSnapshot call, far below tonic's 4 MiB message limit.
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         ..Default::default()
     }
     .validate()
 }
+
+/// Bytes of snapshot data per `InstallSnapshot` call.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 
 /// How long a client call waits for a leader or a quorum before UNAVAILABLE.
 pub const QUORUM_WAIT: Duration = Duration::from_secs(5);

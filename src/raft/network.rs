@@ -143,6 +143,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        if rpc.offset > 0 {
+            crate::failpoint::hit(crate::failpoint::SNAPSHOT_CHUNK_SEND);
+        }
         let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
         let reply = self
             .client()?

@@ -83,8 +83,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let data = codec::encode(&dump).map_err(snapshot_err)?;
         let meta_bytes = codec::encode(&meta).map_err(snapshot_err)?;
+        // An install may have stored a newer snapshot meanwhile: keep it.
+        let replaces = |stored: &[u8]| {
+            codec::decode::<SnapshotMeta>(stored).map_or(true, |s| s.last_log_id < meta.last_log_id)
+        };
         with_retry("put_snapshot", || {
-            self.store.put_snapshot(&meta_bytes, &data)
+            self.store.put_snapshot(&meta_bytes, &data, replaces)
         })
         .await
         .map_err(snapshot_err)?;
@@ -190,9 +194,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: Some(codec::encode(&meta.last_membership).map_err(snapshot_err)?),
         };
         let meta_bytes = codec::encode(meta).map_err(snapshot_err)?;
-        with_retry("import", || self.store.import(&dump, &meta_bytes, &data))
-            .await
-            .map_err(snapshot_err)?;
+        // The log the snapshot covers is purged in the import's transaction
+        // (the LogStore leaves a purge past last_applied to it).
+        let purge = match &meta.last_log_id {
+            Some(id) => Some((id.index, codec::encode(id).map_err(snapshot_err)?)),
+            None => None,
+        };
+        let purge = purge
+            .as_ref()
+            .map(|(upto, purged)| (*upto, purged.as_slice()));
+        with_retry("import", || {
+            self.store.import(&dump, &meta_bytes, &data, purge)
+        })
+        .await
+        .map_err(snapshot_err)?;
         self.membership = dump.meta.membership;
         Ok(())
     }

@@ -278,6 +278,7 @@ impl Store {
                 #[cfg(feature = "chaos-break")]
                 crate::chaos_break::commit_statement!(tx);
             }
+            crate::failpoint::hit(crate::failpoint::APPLY_BEFORE_COMMIT);
             tx.commit().await?;
             pool.release(conn).await?;
             Ok(results)

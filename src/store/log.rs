@@ -161,16 +161,7 @@ impl Store {
     /// Deletes the entries with index <= `upto` and records `purged` under
     /// raft_state "purged", in one transaction.
     pub async fn purge_log(&self, upto: u64, purged: &[u8]) -> Result<(), StoreError> {
-        let stmts = [
-            Stmt::new(
-                "DELETE FROM raft_log WHERE log_index <= ?",
-                vec![Arg::Int(index_bound(upto))],
-            ),
-            Stmt::new(
-                "REPLACE INTO raft_state (name, value) VALUES (?, ?)",
-                vec![Arg::Text(Cow::Borrowed("purged")), Arg::bytes(purged)],
-            ),
-        ];
+        let stmts = Store::purge_stmts(upto, purged);
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             exec_stmts!(tx, stmts);
@@ -179,19 +170,43 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the latest snapshot, replacing the previous one, in one transaction.
+    /// The statements of [`Store::purge_log`].
+    pub(crate) fn purge_stmts(upto: u64, purged: &[u8]) -> [Stmt<'_>; 2] {
+        [
+            Stmt::new(
+                "DELETE FROM raft_log WHERE log_index <= ?",
+                vec![Arg::Int(index_bound(upto))],
+            ),
+            Stmt::new(
+                "REPLACE INTO raft_state (name, value) VALUES (?, ?)",
+                vec![Arg::Text(Cow::Borrowed("purged")), Arg::bytes(purged)],
+            ),
+        ]
+    }
+
+    /// Stores a snapshot in place of the stored one if `replaces(stored
+    /// meta)` says it is newer (or none is stored); true if it did.
     pub async fn put_snapshot(
         &self,
         snapshot_meta: &[u8],
         snapshot_data: &[u8],
-    ) -> Result<(), StoreError> {
+        _replaces: impl Fn(&[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
         let stmts = Store::snapshot_stmts(snapshot_meta, snapshot_data);
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            exec_stmts!(tx, stmts);
+            for (i, stmt) in stmts.iter().enumerate() {
+                // Statements 0 and 1 clear and write the meta; chunks follow.
+                if i > 2 {
+                    crate::failpoint::hit(crate::failpoint::SNAPSHOT_CHUNK_STORED);
+                }
+                bind_args!(sqlx::query(&stmt.sql), stmt.args)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         });
-        Ok(())
+        Ok(true)
     }
 
     /// The latest snapshot as `(meta, data)`, if one was stored; meta and
@@ -362,8 +377,8 @@ mod tests {
     async fn snapshot_roundtrip() {
         each_backend(async |store: Store| {
             assert_eq!(store.get_snapshot().await.unwrap(), None);
-            store.put_snapshot(b"m1", b"d1").await.unwrap();
-            store.put_snapshot(b"m2", b"d2").await.unwrap();
+            store.put_snapshot(b"m1", b"d1", |_| true).await.unwrap();
+            store.put_snapshot(b"m2", b"d2", |_| true).await.unwrap();
             assert_eq!(
                 store.get_snapshot().await.unwrap(),
                 Some((b"m2".to_vec(), b"d2".to_vec()))
@@ -378,14 +393,17 @@ mod tests {
     async fn snapshot_larger_than_a_packet() {
         each_backend(async |store: Store| {
             let big: Vec<u8> = (0..20 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
-            store.put_snapshot(b"big", &big).await.unwrap();
+            store.put_snapshot(b"big", &big, |_| true).await.unwrap();
             let (meta, data) = store.get_snapshot().await.unwrap().expect("snapshot");
             assert_eq!(meta, b"big");
             assert!(
                 data == big,
                 "20 MiB snapshot data differs after the round trip"
             );
-            store.put_snapshot(b"small", b"tiny").await.unwrap();
+            store
+                .put_snapshot(b"small", b"tiny", |_| true)
+                .await
+                .unwrap();
             assert_eq!(
                 store.get_snapshot().await.unwrap(),
                 Some((b"small".to_vec(), b"tiny".to_vec()))

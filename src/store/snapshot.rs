@@ -71,13 +71,17 @@ impl Store {
 
     /// Replaces all state-machine tables (tasks, labels, request ids,
     /// `sm_meta`) with `dump` and stores the snapshot blobs, in one
-    /// transaction.
+    /// transaction. With `purge = Some((upto, purged))` the same transaction
+    /// deletes the log entries up to `upto` and records raft_state "purged"
+    /// (the log the snapshot covers goes exactly when the snapshot is in).
     pub async fn import(
         &self,
         dump: &StateDump,
         snapshot_meta: &[u8],
         snapshot_data: &[u8],
+        purge: Option<(u64, &[u8])>,
     ) -> Result<(), StoreError> {
+        crate::failpoint::hit(crate::failpoint::SNAPSHOT_IMPORT);
         let mut stmts = vec![
             Stmt::new("DELETE FROM task_labels", vec![]),
             Stmt::new("DELETE FROM tasks", vec![]),
@@ -90,6 +94,9 @@ impl Store {
         stmts.extend(write_request_ids(&request_ids)?);
         stmts.push(write_sm_meta(&dump.meta));
         stmts.extend(Store::snapshot_stmts(snapshot_meta, snapshot_data));
+        if let Some((upto, purged)) = purge {
+            stmts.extend(Store::purge_stmts(upto, purged));
+        }
         on_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             exec_stmts!(tx, stmts);

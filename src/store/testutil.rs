@@ -129,3 +129,37 @@ pub(crate) async fn write_sync_mode(store: &Store) -> Option<i64> {
         super::pool::Pools::Mysql(_) => None,
     }
 }
+
+/// Runs one SQL statement of a test's own (a trigger that makes the
+/// database refuse a write, and dropping it) on the write pool.
+pub(crate) async fn execute(store: &Store, sql: &str) {
+    use sqlx::Executor;
+    on_pool!(store, write, |pool| {
+        pool.execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
+}
+
+/// The SQL that makes the database refuse inserts into `table` WHEN
+/// `condition` (SQL over `NEW`), as a trigger named `name`, and the SQL that
+/// drops it again.
+pub(crate) fn refusing_trigger(
+    store: &Store,
+    name: &str,
+    table: &str,
+    condition: &str,
+) -> (String, String) {
+    let create = match store.backend() {
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {condition} \
+             BEGIN SELECT RAISE(ABORT, '{name}'); END"
+        ),
+        Backend::Mysql => format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW BEGIN \
+             IF {condition} THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{name}'; \
+             END IF; END"
+        ),
+    };
+    (create, format!("DROP TRIGGER {name}"))
+}

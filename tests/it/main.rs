@@ -10,6 +10,8 @@ mod bench;
 mod concurrency;
 mod core_stop;
 mod crash;
+#[cfg(feature = "failpoints")]
+mod crash_points;
 mod failover;
 mod mesh;
 mod mysql_errors;

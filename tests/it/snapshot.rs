@@ -10,6 +10,7 @@ async fn catch_up_from_snapshot(backend: Backend) {
     let snapshots = SnapshotTuning {
         every: 20,
         keep_logs: 0,
+        ..Default::default()
     };
     let mut cluster = TestCluster::start_with(3, backend, snapshots).await;
     let leader = cluster.wait_for_leader().await;
@@ -62,4 +63,49 @@ async fn lagging_follower_catches_up_from_snapshot_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lagging_follower_catches_up_from_snapshot_mysql() {
     catch_up_from_snapshot(Backend::Mysql).await;
+}
+
+/// `InstallSnapshot` never trusts the chunk offset from the network: a chunk
+/// that claims to sit a terabyte into the snapshot, sent under the current
+/// leader's vote (so openraft would take it), is refused with
+/// INVALID_ARGUMENT instead of sizing a terabyte buffer, and the node keeps
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn install_snapshot_refuses_an_offset_past_the_maximum() {
+    use openraft::raft::InstallSnapshotRequest;
+    use openraft::{CommittedLeaderId, LogId, SnapshotMeta, Vote};
+    use taskd::raft::{codec, TypeConfig};
+
+    let cluster = TestCluster::start(3, Backend::Sqlite).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower().await;
+    let status = cluster.status(follower).await.expect("status");
+    let chunk = InstallSnapshotRequest::<TypeConfig> {
+        vote: Vote::new_committed(status.term, leader),
+        meta: SnapshotMeta {
+            last_log_id: Some(LogId::new(
+                CommittedLeaderId::new(status.term, leader),
+                status.last_log_index + 1_000,
+            )),
+            last_membership: Default::default(),
+            snapshot_id: "forged".into(),
+        },
+        offset: 1 << 40,
+        data: vec![7; 16],
+        done: false,
+    };
+    let payload = codec::encode(&chunk).expect("encode");
+    let refused = cluster
+        .raft_client(follower)
+        .await
+        .install_snapshot(taskd::proto::InstallSnapshotRequest { payload })
+        .await
+        .expect_err("a chunk a terabyte into the snapshot");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("--max-snapshot-bytes"),
+        "the message names the limit: {refused:?}"
+    );
+    create_n(&cluster, follower, "after the forged chunk", 3).await;
+    cluster.shutdown().await;
 }

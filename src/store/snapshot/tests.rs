@@ -50,7 +50,7 @@ async fn export_import_roundtrip() {
         store.apply_batch(&[None], &meta_only).await.unwrap();
 
         store
-            .import(&dump, b"snap-meta", b"snap-data")
+            .import(&dump, b"snap-meta", b"snap-data", None)
             .await
             .unwrap();
         assert_eq!(store.export().await.unwrap(), dump);
@@ -76,7 +76,7 @@ async fn export_import_roundtrip() {
         assert!(matches!(&again[0], crate::domain::CommandResult::Task(t) if t.id == "t1"));
 
         store
-            .import(&StateDump::default(), b"m", b"d")
+            .import(&StateDump::default(), b"m", b"d", None)
             .await
             .unwrap();
         assert_eq!(store.export().await.unwrap(), StateDump::default());
@@ -147,6 +147,38 @@ async fn export_is_consistent_under_writes() {
         writer.await.unwrap();
         let total = committed.load(Ordering::SeqCst) as usize;
         assert_eq!(store.export().await.unwrap().tasks.len(), total * 5);
+    })
+    .await;
+}
+
+/// The import purges the log the snapshot covers in its own transaction.
+#[tokio::test]
+async fn import_purges_the_log_it_covers() {
+    each_backend(async |store: Store| {
+        let rows: Vec<crate::store::LogRow> = (1..=5)
+            .map(|index| crate::store::LogRow {
+                index,
+                term: 1,
+                payload: vec![1],
+            })
+            .collect();
+        store.append_log(&rows).await.unwrap();
+        store
+            .import(&StateDump::default(), b"m", b"d", Some((3, b"purged-3")))
+            .await
+            .unwrap();
+        let left: Vec<u64> = store
+            .read_log(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect();
+        assert_eq!(left, vec![4, 5]);
+        assert_eq!(
+            store.get_raft_state("purged").await.unwrap(),
+            Some(b"purged-3".to_vec())
+        );
     })
     .await;
 }

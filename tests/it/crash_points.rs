@@ -1,0 +1,215 @@
+//! Crash-point tests: a real `taskd serve` process aborts (SIGABRT) at a
+//! named failpoint on a durability boundary (`src/failpoint.rs`), is
+//! restarted without it, and must converge: the same applied index and the
+//! same tasks as the others, every acknowledged create exactly once.
+//! Needs `--features taskd/failpoints` (scripts/test.sh passes it).
+
+mod harness;
+
+use std::collections::BTreeMap;
+
+use taskd::failpoint as fp;
+use taskd::store::Backend;
+
+use harness::{Cluster, Writers};
+
+/// Snapshots after 30 entries, no log kept behind them: a follower that
+/// was away a little must install a snapshot.
+const SMALL_SNAPSHOTS: &[&str] = &["--snapshot-every", "30", "--snapshot-keep-logs", "0"];
+
+/// Node `victim` carries `spec` from its start while eight writers create
+/// tasks (with `description_bytes` each) on every node; once it aborted,
+/// the others keep acknowledging, it restarts without failpoints, and the
+/// cluster converges. (Node 1 initializes the cluster: until its first
+/// entry is replicated, the others cannot go on without it.)
+async fn crash_under_writes(
+    backend: Backend,
+    victim: u64,
+    spec: &str,
+    extra: &[&str],
+    description_bytes: usize,
+) {
+    crate::support::init_tracing();
+    let failpoints = BTreeMap::from([(victim, spec.to_string())]);
+    let mut cluster = Cluster::start(backend, extra, &failpoints);
+    let writers = Writers::start(
+        cluster.members.values().cloned().collect(),
+        8,
+        description_bytes,
+    );
+    cluster.wait_aborted(victim).await;
+    writers.wait_more(50).await;
+    cluster.spawn(victim, None);
+    writers.wait_more(50).await;
+    let outcomes = writers.stop().await;
+    cluster.check_converged(&outcomes).await;
+    cluster.remove().await;
+}
+
+/// A follower away long enough that the leader compacted past it comes back
+/// with `spec`, aborts while catching up from the leader's snapshot, and
+/// restarts without failpoints; writes go on throughout.
+async fn crash_while_installing(backend: Backend, spec: &str) {
+    crate::support::init_tracing();
+    let mut cluster = Cluster::start(backend, SMALL_SNAPSHOTS, &BTreeMap::new());
+    let leader = cluster.leader().await;
+    let lagging = *cluster
+        .members
+        .keys()
+        .find(|id| **id != leader)
+        .expect("follower");
+    cluster.kill(lagging);
+    let alive = cluster
+        .members
+        .iter()
+        .filter(|(id, _)| **id != lagging)
+        .map(|(_, a)| a.clone())
+        .collect();
+    // 300 × 4 KiB: a snapshot of more than one 1 MiB chunk.
+    let writers = Writers::start(alive, 8, 4096);
+    writers.wait_more(300).await;
+    let leader_addr = cluster.members[&leader].clone();
+    crate::support::eventually("the leader purged its log behind a snapshot", || async {
+        let status = crate::process::cluster_status(&leader_addr).await?;
+        (status.last_purged_index > 50).then_some(())
+    })
+    .await;
+    cluster.spawn(lagging, Some(spec));
+    cluster.wait_aborted(lagging).await;
+    writers.wait_more(30).await;
+    cluster.spawn(lagging, None);
+    writers.wait_more(30).await;
+    let outcomes = writers.stop().await;
+    cluster.check_converged(&outcomes).await;
+    cluster.remove().await;
+}
+
+/// Aborts at the hit after `after` passing hits.
+fn abort_at(name: &str, after: usize) -> String {
+    match after {
+        0 => format!("{name}=return"),
+        n => format!("{name}={n}*off->return"),
+    }
+}
+
+/// After a group of log appends committed, before openraft heard of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_log_append_commits_sqlite() {
+    crash_under_writes(
+        Backend::Sqlite,
+        1,
+        &abort_at(fp::LOG_APPEND_COMMITTED, 40),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// The same on MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_log_append_commits_mysql() {
+    crash_under_writes(
+        Backend::Mysql,
+        1,
+        &abort_at(fp::LOG_APPEND_COMMITTED, 40),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// Inside the apply transaction, before its COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_apply_commits_sqlite() {
+    crash_under_writes(
+        Backend::Sqlite,
+        1,
+        &abort_at(fp::APPLY_BEFORE_COMMIT, 40),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// The same on MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_apply_commits_mysql() {
+    crash_under_writes(
+        Backend::Mysql,
+        1,
+        &abort_at(fp::APPLY_BEFORE_COMMIT, 40),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// Before the vote is written (node 2's first: granting the first election).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_save_vote_sqlite() {
+    crash_under_writes(
+        Backend::Sqlite,
+        2,
+        &abort_at(fp::SAVE_VOTE_BEFORE, 0),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// After the vote is durable, before `save_vote` returns (node 2's first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_save_vote_sqlite() {
+    crash_under_writes(
+        Backend::Sqlite,
+        2,
+        &abort_at(fp::SAVE_VOTE_AFTER, 0),
+        &[],
+        16,
+    )
+    .await;
+}
+
+/// Between two stored chunks of a snapshot node 1 built itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_between_stored_snapshot_chunks_sqlite() {
+    let spec = abort_at(fp::SNAPSHOT_CHUNK_STORED, 0);
+    crash_under_writes(Backend::Sqlite, 1, &spec, SMALL_SNAPSHOTS, 4096).await;
+}
+
+/// Between two received chunks of a snapshot being installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_between_received_snapshot_chunks_sqlite() {
+    crash_while_installing(Backend::Sqlite, &abort_at(fp::SNAPSHOT_CHUNK_RECEIVED, 0)).await;
+}
+
+/// Before an installed snapshot's import commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_before_snapshot_import_commits_sqlite() {
+    crash_while_installing(Backend::Sqlite, &abort_at(fp::SNAPSHOT_IMPORT, 0)).await;
+}
+
+/// Issue 7.1: openraft purges the log right after handing the snapshot to
+/// the state machine. With the import held back, the node aborts right
+/// after that purge: it must not have recorded a purge past what it
+/// installed, or it could never re-apply its log again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_purge_before_snapshot_import_sqlite() {
+    let spec = format!(
+        "{}=sleep(2000);{}",
+        fp::SNAPSHOT_IMPORT,
+        abort_at(fp::PURGE_COMMITTED, 0)
+    );
+    crash_while_installing(Backend::Sqlite, &spec).await;
+}
+
+/// The same on MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_purge_before_snapshot_import_mysql() {
+    let spec = format!(
+        "{}=sleep(2000);{}",
+        fp::SNAPSHOT_IMPORT,
+        abort_at(fp::PURGE_COMMITTED, 0)
+    );
+    crash_while_installing(Backend::Mysql, &spec).await;
+}
