@@ -303,7 +303,10 @@ impl Store {
                 "{url:?}: expected mysql://… or sqlite://…"
             )));
         };
-        Ok(Store { pools })
+        Ok(Store {
+            pools,
+            import_pending: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
