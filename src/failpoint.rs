@@ -34,7 +34,24 @@ pub const SAVE_VOTE_AFTER: &str = "save-vote-after";
 /// Evaluates the failpoint `name`: aborts the process on `return`.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &'static str) {
-    if fail::eval(name, |_| ()).is_some() {
+    if fail::list()
+        .iter()
+        .any(|(n, action)| n == name && action != "off")
+    {
+        // Tests wait for this line to know the node is at the failpoint.
+        eprintln!("failpoint {name} reached");
+    }
+    let eval = || fail::eval(name, |_| ()).is_some();
+    // `sleep` and `pause` block the thread: on a multi-thread runtime, hand
+    // this worker's other tasks (the Raft core, say) to another first.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let fired = if multi_thread {
+        tokio::task::block_in_place(eval)
+    } else {
+        eval()
+    };
+    if fired {
         eprintln!("failpoint {name}: aborting the process");
         std::process::abort();
     }

@@ -11,7 +11,9 @@
 //! snapshot to the state machine, so the purge can come before the import
 //! commits; a crash between them would leave `purged` past `last_applied`,
 //! and the entries in between gone for good (the node then fails at every
-//! restart). So a purge past `last_applied` leaves the database alone: the
+//! restart). So while a snapshot is being received (the state machine's
+//! `begin_receiving_snapshot` says so), a purge past `last_applied` leaves
+//! the database alone: the
 //! snapshot's import deletes those entries and records `purged` in its own
 //! transaction (`Store::import`).
 
@@ -232,7 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?,
             None => None,
         };
-        if last_applied < Some(log_id) {
+        if self.store.import_pending() && last_applied < Some(log_id) {
             // A snapshot being installed: its import purges (see the module doc).
             tracing::info!(upto = %log_id, last_applied = ?last_applied, "purge left to the snapshot's import");
         } else {

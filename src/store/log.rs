@@ -1,5 +1,5 @@
-//! The Raft side of the store: `raft_state` (vote, committed, purged), the
-//! log itself, and the latest snapshot. Every write is one transaction, and
+//! The Raft side of the store: `raft_state` (vote, committed, purged) and the
+//! log itself (the snapshot is in `snapshot_data`). Every write is one transaction, and
 //! durable when it returns (SQLite `synchronous = FULL`; InnoDB's default
 //! `innodb_flush_log_at_trx_commit = 1`).
 
@@ -183,76 +183,7 @@ impl Store {
             ),
         ]
     }
-
-    /// Stores a snapshot in place of the stored one if `replaces(stored
-    /// meta)` says it is newer (or none is stored); true if it did.
-    pub async fn put_snapshot(
-        &self,
-        snapshot_meta: &[u8],
-        snapshot_data: &[u8],
-        _replaces: impl Fn(&[u8]) -> bool,
-    ) -> Result<bool, StoreError> {
-        let stmts = Store::snapshot_stmts(snapshot_meta, snapshot_data);
-        on_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            for (i, stmt) in stmts.iter().enumerate() {
-                // Statements 0 and 1 clear and write the meta; chunks follow.
-                if i > 2 {
-                    crate::failpoint::hit(crate::failpoint::SNAPSHOT_CHUNK_STORED);
-                }
-                bind_args!(sqlx::query(&stmt.sql), stmt.args)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(true)
-    }
-
-    /// The latest snapshot as `(meta, data)`, if one was stored; meta and
-    /// chunks are read in one transaction.
-    pub async fn get_snapshot(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
-        on_pool!(self, read, |pool| {
-            let mut tx = pool.begin().await?;
-            let meta: Option<(Vec<u8>,)> = sqlx::query_as("SELECT meta FROM snapshot WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((meta,)) = meta else {
-                return Ok(None);
-            };
-            let chunks: Vec<(Vec<u8>,)> =
-                sqlx::query_as("SELECT data FROM snapshot_chunk ORDER BY seq")
-                    .fetch_all(&mut *tx)
-                    .await?;
-            tx.commit().await?;
-            let data = chunks.into_iter().flat_map(|(chunk,)| chunk).collect();
-            Ok(Some((meta, data)))
-        })
-    }
-
-    /// The statements that replace the stored snapshot: its meta row and
-    /// its data in chunks of [`SNAPSHOT_CHUNK_BYTES`].
-    pub(crate) fn snapshot_stmts<'a>(meta: &'a [u8], data: &'a [u8]) -> Vec<Stmt<'a>> {
-        let mut stmts = vec![
-            Stmt::new("DELETE FROM snapshot_chunk", vec![]),
-            Stmt::new(
-                "REPLACE INTO snapshot (id, meta) VALUES (1, ?)",
-                vec![Arg::bytes(meta)],
-            ),
-        ];
-        for (seq, chunk) in data.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
-            stmts.push(Stmt::new(
-                "INSERT INTO snapshot_chunk (seq, data) VALUES (?, ?)",
-                vec![Arg::Int(seq as i64), Arg::bytes(chunk)],
-            ));
-        }
-        stmts
-    }
 }
-
-/// A snapshot's data is stored in rows of at most this many bytes: far
-/// below MySQL's default `max_allowed_packet` (16 MiB in MariaDB 10.11).
-pub(crate) const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

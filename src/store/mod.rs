@@ -14,6 +14,7 @@
 //! - `tasks`: reads of tasks (`get_task`, `list_tasks`)
 //! - `apply`: [`Store::apply_batch`], the state machine's one write path
 //! - `snapshot`: `sm_meta`, [`Store::export`] / [`Store::import`]
+//! - `snapshot_data`: the stored snapshot, written chunk by chunk
 //!
 //! Request-id expiry: a request id is live for a command whose running
 //! maximum `now` (over the batch so far) is at most `create_time +
@@ -28,6 +29,7 @@ mod error;
 mod log;
 mod rows;
 mod snapshot;
+mod snapshot_data;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -50,6 +52,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pools: pool::Pools,
+    /// A snapshot is being received, and its import will purge the log it
+    /// covers (see `raft::log_store`); cleared when an import commits.
+    import_pending: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One Raft log entry as stored: the payload is the serialized entry.

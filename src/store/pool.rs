@@ -317,7 +317,10 @@ impl Store {
                 "{url:?}: expected mysql://… or sqlite://…"
             )));
         };
-        Ok(Store { pools })
+        Ok(Store {
+            pools,
+            import_pending: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

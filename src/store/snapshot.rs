@@ -2,6 +2,8 @@
 //! tables (to build a snapshot) and the wholesale replacement of them (to
 //! install one).
 
+use std::sync::atomic::Ordering;
+
 use crate::domain::Task;
 
 use super::pool::{BeginSnapshot, Stmt};
@@ -29,6 +31,17 @@ impl From<SmMetaRow> for SmMeta {
 const SELECT_SM_META: &str = "SELECT last_applied, membership FROM sm_meta WHERE id = 1";
 
 impl Store {
+    /// Notes that a snapshot is being received: until its import commits,
+    /// a log purge past `last_applied` is the import's to do.
+    pub fn expect_import(&self) {
+        self.import_pending.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a snapshot is being received and not yet imported.
+    pub fn import_pending(&self) -> bool {
+        self.import_pending.load(Ordering::SeqCst)
+    }
+
     /// What the state machine last applied; the default before any apply.
     pub async fn sm_meta(&self) -> Result<SmMeta, StoreError> {
         let row: Option<SmMetaRow> = on_pool!(self, read, |pool| {
@@ -82,6 +95,8 @@ impl Store {
         purge: Option<(u64, &[u8])>,
     ) -> Result<(), StoreError> {
         crate::failpoint::hit(crate::failpoint::SNAPSHOT_IMPORT);
+        // The blob first, chunk by chunk outside the transaction (see `snapshot_data`).
+        let generation = self.stage_snapshot_data(snapshot_data).await?;
         let mut stmts = vec![
             Stmt::new("DELETE FROM task_labels", vec![]),
             Stmt::new("DELETE FROM tasks", vec![]),
@@ -93,7 +108,7 @@ impl Store {
         let request_ids: Vec<&RequestIdRow> = dump.request_ids.iter().collect();
         stmts.extend(write_request_ids(&request_ids)?);
         stmts.push(write_sm_meta(&dump.meta));
-        stmts.extend(Store::snapshot_stmts(snapshot_meta, snapshot_data));
+        stmts.push(Store::publish_snapshot_stmt(snapshot_meta, generation));
         if let Some((upto, purged)) = purge {
             stmts.extend(Store::purge_stmts(upto, purged));
         }
@@ -102,7 +117,8 @@ impl Store {
             exec_stmts!(tx, stmts);
             tx.commit().await?;
         });
-        Ok(())
+        self.import_pending.store(false, Ordering::SeqCst);
+        self.drop_unpublished_snapshot_data().await
     }
 }
 

@@ -213,3 +213,40 @@ async fn abort_after_purge_before_snapshot_import_mysql() {
     );
     crash_while_installing(Backend::Mysql, &spec).await;
 }
+
+/// Issue 7.9: storing a big snapshot must not hold the database's one
+/// SQLite write connection, or the leader can neither append nor apply.
+/// Every node stops for a minute (longer than any wait here) between two
+/// stored chunks of its first snapshot of more than one chunk; once the
+/// leader is there, writes must still be acknowledged, under the same
+/// leader and term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storing_a_big_snapshot_keeps_appends_and_the_leader() {
+    crate::support::init_tracing();
+    let spec = format!("{}=1*sleep(60000)", fp::SNAPSHOT_CHUNK_STORED);
+    let failpoints = (1..=3).map(|id| (id, spec.clone())).collect();
+    let extra = ["--snapshot-every", "40", "--snapshot-keep-logs", "0"];
+    let cluster = Cluster::start(Backend::Sqlite, &extra, &failpoints);
+    let leader = cluster.leader().await;
+    let leader_addr = cluster.members[&leader].clone();
+    let before = crate::process::cluster_status(&leader_addr)
+        .await
+        .expect("status");
+    // 4 KiB tasks: after about 250 the snapshots have more than one chunk.
+    let writers = Writers::start(cluster.members.values().cloned().collect(), 8, 4096);
+    cluster
+        .wait_reached(leader, fp::SNAPSHOT_CHUNK_STORED)
+        .await;
+    writers.wait_more(100).await;
+    let after = crate::process::cluster_status(&leader_addr)
+        .await
+        .expect("status");
+    assert_eq!(
+        (after.leader_id, after.term),
+        (leader, before.term),
+        "leadership changed while a snapshot was stored"
+    );
+    let outcomes = writers.stop().await;
+    cluster.check_converged(&outcomes).await;
+    cluster.remove().await;
+}

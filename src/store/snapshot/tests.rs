@@ -151,6 +151,53 @@ async fn export_is_consistent_under_writes() {
     .await;
 }
 
+/// Issue 7.2: a snapshot replaces the stored one only if it is newer, so one
+/// built from older state (say, concurrently with an install) never
+/// overwrites a newer one, installed or built. Metas here are numbers.
+#[tokio::test]
+async fn an_older_snapshot_never_replaces_a_newer_one() {
+    fn older_than(meta: &'static [u8]) -> impl Fn(&[u8]) -> bool {
+        let number = |m: &[u8]| String::from_utf8_lossy(m).parse::<u64>().expect("number");
+        move |stored| number(stored) < number(meta)
+    }
+    each_backend(async |store: Store| {
+        assert!(store
+            .put_snapshot(b"7", b"data 7", older_than(b"7"))
+            .await
+            .unwrap());
+        assert!(!store
+            .put_snapshot(b"5", b"data 5", older_than(b"5"))
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_snapshot().await.unwrap(),
+            Some((b"7".to_vec(), b"data 7".to_vec()))
+        );
+        store
+            .import(&StateDump::default(), b"10", b"data 10", None)
+            .await
+            .unwrap();
+        assert!(!store
+            .put_snapshot(b"8", b"data 8", older_than(b"8"))
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_snapshot().await.unwrap(),
+            Some((b"10".to_vec(), b"data 10".to_vec())),
+            "an installed snapshot survives an older built one"
+        );
+        assert!(store
+            .put_snapshot(b"12", b"data 12", older_than(b"12"))
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_snapshot().await.unwrap(),
+            Some((b"12".to_vec(), b"data 12".to_vec()))
+        );
+    })
+    .await;
+}
+
 /// The import purges the log the snapshot covers in its own transaction.
 #[tokio::test]
 async fn import_purges_the_log_it_covers() {

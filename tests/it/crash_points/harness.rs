@@ -160,6 +160,17 @@ impl Cluster {
         );
     }
 
+    /// Waits until node `id` reports that it reached failpoint `name`.
+    pub async fn wait_reached(&self, id: u64, name: &str) {
+        let line = format!("failpoint {name} reached");
+        let stderr = &self.nodes[&id].stderr;
+        eventually(&format!("node {id} at failpoint {name}"), || async {
+            let text = std::fs::read_to_string(stderr).unwrap_or_default();
+            text.contains(&line).then_some(())
+        })
+        .await
+    }
+
     /// Every node applied the whole log; all hold the same tasks and applied
     /// index, and every acknowledged create is there exactly once (unknown
     /// ones at most once, nothing never sent).
