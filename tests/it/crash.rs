@@ -115,8 +115,36 @@ async fn request_id_survives_leader_crash(cluster: &mut ProcessCluster) {
     assert_every_node_consistent(&cluster.members, &seen.outcomes).await;
 }
 
+/// The leader dies while calls a follower forwarded to it are in flight:
+/// every writer talks to one follower only, the leader is killed with
+/// SIGKILL, and the retries through that follower (same request_id) neither
+/// lose nor duplicate a create; the follower goes on acknowledging after the
+/// kill, under the new leader.
+async fn leader_killed_after_forwarded_calls_were_sent(cluster: &mut ProcessCluster) {
+    let leader = cluster.leader().await;
+    let follower = *cluster.members.keys().find(|id| **id != leader).unwrap();
+    let via = Via::Grpc {
+        addrs: vec![cluster.members[&follower].clone()],
+        request_ids: true,
+    };
+    let writers = Writers::start("", WRITERS, via);
+    writers.wait_acked(ACKS_AROUND_A_KILL).await;
+    cluster.kill_9(leader);
+    let at_kill = writers.acked();
+    writers.wait_acked(at_kill + ACKS_AROUND_A_KILL).await;
+    let seen = writers.stop().await;
+    assert!(
+        seen.retries > 0,
+        "forwarded calls failed at the kill and were retried"
+    );
+    cluster.restart(leader).await;
+    cluster.wait_all_applied().await;
+    assert_every_node_consistent(&cluster.members, &seen.outcomes).await;
+}
+
 on_both_backends_as_processes!(
     kill_9_leader_process_loses_no_acknowledged_write,
+    leader_killed_after_forwarded_calls_were_sent,
     rust_client_survives_kill_9_of_its_node,
     request_id_survives_leader_crash,
 );

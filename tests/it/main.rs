@@ -12,6 +12,7 @@ mod failover;
 mod mesh;
 mod mysql_errors;
 mod paging;
+mod partition;
 mod proc_cluster;
 mod process;
 mod races;

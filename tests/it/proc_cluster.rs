@@ -95,6 +95,17 @@ impl ProcessCluster {
         self.nodes.remove(&id);
     }
 
+    /// Freezes node `id` (SIGSTOP): it neither sends nor answers anything,
+    /// but its sockets stay open, so calls to it queue up unseen.
+    pub(crate) fn pause(&self, id: u64) {
+        self.nodes[&id].signal("STOP");
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub(crate) fn resume(&self, id: u64) {
+        self.nodes[&id].signal("CONT");
+    }
+
     /// Restarts node `id` from its data and waits until it is SERVING.
     pub(crate) async fn restart(&mut self, id: u64) {
         self.spawn(id);
