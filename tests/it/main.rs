@@ -11,6 +11,7 @@ mod crash;
 mod failover;
 mod mesh;
 mod mysql_errors;
+mod mysql_restart;
 mod paging;
 mod partition;
 mod proc_cluster;
