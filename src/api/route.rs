@@ -27,6 +27,8 @@ use crate::store::Store;
 pub const FORWARDED_HEADER: &str = "x-taskd-forwarded";
 /// A call forwarded this many times gives up: leadership is moving.
 pub const MAX_HOPS: u32 = 3;
+/// How soon a follower asks a leader again for a read index it failed to give.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(50);
 
 /// What every handler needs of its node.
 #[derive(Clone)]
@@ -347,12 +349,19 @@ impl NodeContext {
                     continue;
                 }
                 Ok(Err(ReadIndexError::LeaderFailed { leader, why })) => {
-                    tracing::info!(leader, error = %why, "no read index from the leader; waiting for another");
+                    // Often passing (a busy leader, a connection being
+                    // replaced): ask again soon, sooner if leadership moves,
+                    // within the call's budget.
+                    tracing::info!(leader, error = %why, "no read index from the leader; asking again");
                     let moved = |m: &RaftMetrics<NodeId, BasicNode>| {
                         (m.current_leader != Some(leader)).then_some(())
                     };
-                    self.wait_for(call, "waiting for a leader that gives a read index", moved)
-                        .await?;
+                    let again = (Instant::now() + READ_INDEX_RETRY).min(call.deadline);
+                    let waited =
+                        self.wait_for(call, "waiting for a leader that gives a read index", moved);
+                    if let Ok(Err(e)) = tokio::time::timeout_at(again, waited).await {
+                        return Err(e);
+                    }
                     continue;
                 }
                 Ok(Err(ReadIndexError::NoQuorum(e))) => {

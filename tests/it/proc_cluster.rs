@@ -26,6 +26,12 @@ pub(crate) struct ProcessCluster {
 impl ProcessCluster {
     /// Starts `n` nodes on `backend` and waits until they agree on a leader.
     pub(crate) async fn start(n: u64, backend: Backend) -> Self {
+        Self::start_with_mysql(n, backend, &mysql_server_url()).await
+    }
+
+    /// [`ProcessCluster::start`], MySQL databases (if `backend` is MySQL) on
+    /// the server at `mysql_server` (`mysql://user@host:port`).
+    pub(crate) async fn start_with_mysql(n: u64, backend: Backend, mysql_server: &str) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let members: BTreeMap<u64, String> = (1..=n)
@@ -38,7 +44,7 @@ impl ProcessCluster {
             .map(|id| {
                 let url = match backend {
                     Backend::Sqlite => None,
-                    Backend::Mysql => Some(format!("{}/{db}_n{id}", mysql_server_url())),
+                    Backend::Mysql => Some(format!("{mysql_server}/{db}_n{id}")),
                 };
                 (*id, url)
             })
@@ -93,6 +99,17 @@ impl ProcessCluster {
             "node {id} died of SIGKILL: {status}"
         );
         self.nodes.remove(&id);
+    }
+
+    /// Freezes node `id` (SIGSTOP): it neither sends nor answers anything,
+    /// but its sockets stay open, so calls to it queue up unseen.
+    pub(crate) fn pause(&self, id: u64) {
+        self.nodes[&id].signal("STOP");
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub(crate) fn resume(&self, id: u64) {
+        self.nodes[&id].signal("CONT");
     }
 
     /// Restarts node `id` from its data and waits until it is SERVING.

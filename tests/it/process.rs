@@ -74,7 +74,7 @@ impl TaskdProcess {
     }
 
     /// Sends `signal` (`TERM`, `INT`, …) with kill(1).
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([format!("-{signal}"), self.pid().to_string()])
             .status()
