@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod backend_parity;
 mod batching;
 mod bench;
 mod concurrency;
