@@ -12,6 +12,7 @@ mod crash;
 mod failover;
 mod mesh;
 mod paging;
+mod paging_props;
 mod process;
 mod replication;
 mod snapshot;
