@@ -9,5 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("taskd_descriptor.bin"))
         .compile_protos(&["proto/taskd/v1/taskd.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    // `sqlx::migrate!` embeds the migration files at compile time, but on a
+    // stable compiler it cannot tell cargo about them: without this line a
+    // new migration is silently left out of the binary until a clean build.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }

@@ -19,6 +19,8 @@
 #   test       cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" if
 #              cargo-nextest is installed, else cargo test with the same arguments
 #              (TASKD_TEST_RUNNER=cargo|nextest forces one)
+#   fuzz       every cargo-fuzz target (fuzz/) for TASKD_FUZZ_SECONDS (30) each, from the
+#              committed corpus; any crash fails (scripts/fuzz.sh, cargo-fuzz in target/tools)
 #   readme     the README's grpcurl lines, verbatim, against `taskd dev` (scripts/readme_examples.sh)
 #   python     the Python client's pytest suite (clients/python/tests) in target/tools/venv-py,
 #              against 3 real `taskd serve` processes of `cargo build --bin taskd`
@@ -191,6 +193,11 @@ step_chaos() {
   echo "chaos: the fault schedule passed and the broken taskd was caught"
 }
 
+step_fuzz() {
+  step "fuzz: each cargo-fuzz target for ${TASKD_FUZZ_SECONDS:-30}s (scripts/fuzz.sh)"
+  scripts/fuzz.sh
+}
+
 step_readme() {
   step "README grpcurl examples, verbatim, against taskd dev"
   scripts/readme_examples.sh
@@ -199,7 +206,7 @@ step_readme() {
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy codegen readme python test chaos)
+CHECK_STEPS=(fmt clippy codegen readme python test chaos fuzz)
 
 # ---- main --------------------------------------------------------------------------
 

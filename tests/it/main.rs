@@ -5,6 +5,7 @@ mod mariadb;
 mod support;
 
 mod api;
+mod backend_parity;
 mod batching;
 mod bench;
 mod concurrency;
@@ -18,6 +19,7 @@ mod mysql_errors;
 mod mysql_restart;
 mod mysql_settings;
 mod paging;
+mod paging_props;
 mod partition;
 mod proc_cluster;
 mod process;
