@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
 use taskd::proto::task_service_client::TaskServiceClient;
-use taskd::proto::{CreateTaskRequest, ListTasksRequest, ReadConsistency};
+use taskd::proto::CreateTaskRequest;
 use taskd::store::Backend;
 use taskd_chaos::set::{self, Attempt};
 use tokio::task::JoinSet;
@@ -181,7 +181,7 @@ impl Cluster {
         for (id, addr) in &self.members {
             let status = cluster_status(addr).await.expect("status");
             applied.insert(*id, status.last_applied_index);
-            let found = list_all(addr).await;
+            let found = crate::writers::stored_tasks(addr).await;
             if let Err(violations) = set::check(outcomes, &found) {
                 panic!("node {id}: {violations:?}");
             }
@@ -223,29 +223,6 @@ impl Cluster {
                 let _ = sqlx::MySql::drop_database(url).await;
             }
         }
-    }
-}
-
-async fn list_all(addr: &str) -> Vec<(String, String)> {
-    let mut client = TaskServiceClient::new(channel(addr));
-    let mut found = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_tasks(ListTasksRequest {
-                page_size: 1000,
-                page_token: page_token.clone(),
-                consistency: ReadConsistency::Stale as i32,
-                ..Default::default()
-            })
-            .await
-            .unwrap_or_else(|s| panic!("ListTasks at {addr}: {s:?}"))
-            .into_inner();
-        found.extend(page.tasks.into_iter().map(|t| (t.title, t.id)));
-        if page.next_page_token.is_empty() {
-            return found;
-        }
-        page_token = page.next_page_token;
     }
 }
 
