@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 . scripts/grpcurl.sh
 grpcurl_ensure
 
-cargo build --quiet --bin taskd && cargo build --quiet -p taskd-client --bin taskctl --example quickstart
+# Under the test command, the same features as the tests: one build of taskd serves all.
+cargo build --quiet --bin taskd ${TASKD_TEST_FEATURES:+--features "$TASKD_TEST_FEATURES"} && cargo build --quiet -p taskd-client --bin taskctl --example quickstart
 work=$(mktemp -d)
 dev_pid=
 cleanup() {

@@ -56,7 +56,7 @@ if [ -n "${UPDATE_GOLDEN+set}" ]; then
   exit 2
 fi
 # Comma-separated cargo features for clippy and the tests (extend, e.g. with taskd/chaos-break).
-TASKD_TEST_FEATURES=${TASKD_TEST_FEATURES:-taskd/failpoints,taskd/chaos-break}
+export TASKD_TEST_FEATURES=${TASKD_TEST_FEATURES:-taskd/failpoints,taskd/chaos-break}
 
 step() { printf '\n==> %s\n' "$*"; }
 
