@@ -92,7 +92,13 @@ fn update(bytes: &[u8]) {
         return;
     };
     match convert::task_patch(&req) {
-        Ok((id, patch)) => {
+        Ok(UpdateRequest {
+            id,
+            patch,
+            request_id,
+        }) => {
+            assert!(chars(&req.request_id) <= MAX_REQUEST_ID_CHARS);
+            assert_eq!(request_id.unwrap_or_default(), req.request_id);
             let task = req.task.as_ref().expect("an accepted update has a task");
             assert_eq!(id, task.id);
             assert!(!id.is_empty() && chars(&id) <= MAX_ID_CHARS);
@@ -122,7 +128,7 @@ fn update(bytes: &[u8]) {
             assert_ne!(patch.status.map(|s| s as i32), Some(0));
         }
         Err(e) => {
-            invalid_fields(e, &["task", "update_mask"]);
+            invalid_fields(e, &["task", "update_mask", "request_id"]);
         }
     }
 }
@@ -136,6 +142,19 @@ fn by_id(bytes: &[u8]) {
         Ok(()) => assert!(!req.id.is_empty() && chars(&req.id) <= MAX_ID_CHARS),
         Err(e) => {
             assert_eq!(invalid_fields(e, &["id"]), ["id"]);
+        }
+    }
+    let Ok(delete) = proto::DeleteTaskRequest::decode(bytes) else {
+        return;
+    };
+    match convert::delete_request(&delete) {
+        Ok(request_id) => {
+            assert!(!delete.id.is_empty() && chars(&delete.id) <= MAX_ID_CHARS);
+            assert!(chars(&delete.request_id) <= MAX_REQUEST_ID_CHARS);
+            assert_eq!(request_id.unwrap_or_default(), delete.request_id);
+        }
+        Err(e) => {
+            invalid_fields(e, &["id", "request_id"]);
         }
     }
 }
