@@ -68,12 +68,7 @@ async fn crash_while_installing(backend: Backend, spec: &str) {
     // 300 × 4 KiB: a snapshot of more than one 1 MiB chunk.
     let writers = Writers::start(alive, 8, 4096);
     writers.wait_more(300).await;
-    let leader_addr = cluster.members[&leader].clone();
-    crate::support::eventually("the leader purged its log behind a snapshot", || async {
-        let status = crate::process::cluster_status(&leader_addr).await?;
-        (status.last_purged_index > 50).then_some(())
-    })
-    .await;
+    wait_purged_past_now(&cluster.members[&leader]).await;
     cluster.spawn(lagging, Some(spec));
     cluster.wait_aborted(lagging).await;
     writers.wait_more(30).await;
@@ -82,6 +77,18 @@ async fn crash_while_installing(backend: Backend, spec: &str) {
     let outcomes = writers.stop().await;
     cluster.check_converged(&outcomes).await;
     cluster.remove().await;
+}
+
+/// Waits until the leader at `addr` compacted its log past its last entry
+/// of now: its snapshot then holds everything acknowledged so far.
+async fn wait_purged_past_now(addr: &str) {
+    let status = crate::process::cluster_status(addr).await.expect("status");
+    let now = status.last_log_index;
+    crate::support::eventually("the leader purged its log behind a snapshot", || async {
+        let status = crate::process::cluster_status(addr).await?;
+        (status.last_purged_index >= now).then_some(())
+    })
+    .await;
 }
 
 /// Aborts at the hit after `after` passing hits.
@@ -212,6 +219,39 @@ async fn abort_after_purge_before_snapshot_import_mysql() {
         abort_at(fp::PURGE_COMMITTED, 0)
     );
     crash_while_installing(Backend::Mysql, &spec).await;
+}
+
+/// Between two sent chunks of a snapshot: every node may abort there; the
+/// follower that was away comes back without it. The leader aborts sending
+/// it the snapshot, so does the next leader; both restart without
+/// failpoints, and the follower installs the snapshot in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_between_sent_snapshot_chunks_sqlite() {
+    crate::support::init_tracing();
+    let spec = abort_at(fp::SNAPSHOT_CHUNK_SEND, 0);
+    let failpoints = (1..=3).map(|id| (id, spec.clone())).collect();
+    let mut cluster = Cluster::start(Backend::Sqlite, SMALL_SNAPSHOTS, &failpoints);
+    let leader = cluster.leader().await;
+    let ids: Vec<u64> = cluster.members.keys().copied().collect();
+    let lagging = *ids.iter().find(|id| **id != leader).expect("follower");
+    let other = *ids
+        .iter()
+        .find(|id| ![leader, lagging].contains(id))
+        .expect("third");
+    cluster.kill(lagging);
+    // 300 × 4 KiB: a snapshot of more than one 1 MiB chunk.
+    let writers = Writers::start(cluster.members.values().cloned().collect(), 8, 4096);
+    writers.wait_more(300).await;
+    wait_purged_past_now(&cluster.members[&leader]).await;
+    cluster.spawn(lagging, None);
+    cluster.wait_aborted(leader).await;
+    cluster.wait_aborted(other).await;
+    cluster.spawn(leader, None);
+    cluster.spawn(other, None);
+    writers.wait_more(30).await;
+    let outcomes = writers.stop().await;
+    cluster.check_converged(&outcomes).await;
+    cluster.remove().await;
 }
 
 /// Issue 7.9: storing a big snapshot must not hold the database's one

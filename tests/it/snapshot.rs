@@ -65,11 +65,11 @@ async fn lagging_follower_catches_up_from_snapshot_mysql() {
     catch_up_from_snapshot(Backend::Mysql).await;
 }
 
-/// `InstallSnapshot` never trusts the chunk offset from the network: a chunk
-/// that claims to sit a terabyte into the snapshot, sent under the current
-/// leader's vote (so openraft would take it), is refused with
-/// INVALID_ARGUMENT instead of sizing a terabyte buffer, and the node keeps
-/// serving.
+/// `InstallSnapshot` never trusts the chunk offset from the network: after a
+/// first chunk at offset 0 (under the current leader's vote, so openraft
+/// takes it and starts receiving), a second one that claims to sit a
+/// terabyte into the same snapshot is refused with INVALID_ARGUMENT instead
+/// of sizing a terabyte buffer, and the node keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn install_snapshot_refuses_an_offset_past_the_maximum() {
     use openraft::raft::InstallSnapshotRequest;
@@ -80,7 +80,7 @@ async fn install_snapshot_refuses_an_offset_past_the_maximum() {
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.follower().await;
     let status = cluster.status(follower).await.expect("status");
-    let chunk = InstallSnapshotRequest::<TypeConfig> {
+    let mut chunk = InstallSnapshotRequest::<TypeConfig> {
         vote: Vote::new_committed(status.term, leader),
         meta: SnapshotMeta {
             last_log_id: Some(LogId::new(
@@ -90,10 +90,18 @@ async fn install_snapshot_refuses_an_offset_past_the_maximum() {
             last_membership: Default::default(),
             snapshot_id: "forged".into(),
         },
-        offset: 1 << 40,
+        offset: 0,
         data: vec![7; 16],
         done: false,
     };
+    let payload = codec::encode(&chunk).expect("encode");
+    cluster
+        .raft_client(follower)
+        .await
+        .install_snapshot(taskd::proto::InstallSnapshotRequest { payload })
+        .await
+        .expect("the first chunk of a snapshot");
+    chunk.offset = 1 << 40;
     let payload = codec::encode(&chunk).expect("encode");
     let refused = cluster
         .raft_client(follower)
