@@ -4,14 +4,12 @@
 //! timeout (1205), a deadlock (1213). Each test makes the server raise the
 //! error with a second connection, then classifies what sqlx returned.
 
-use std::time::Duration;
-
 use sqlx::migrate::MigrateDatabase;
 use sqlx::{Connection, Executor, MySql, MySqlConnection};
 use taskd::raft::retry::with_retry;
 use taskd::store::StoreError;
 
-use crate::support::{init_tracing, mysql_server_url, unique_name};
+use crate::support::{eventually, init_tracing, mysql_server_url, unique_name};
 
 /// A fresh database with one table `t` of rows 1 and 2; dropped by [`Db::drop`].
 struct Db {
@@ -84,26 +82,19 @@ async fn connection_killed_mid_query_is_transient() {
     let mut victim = db.connect().await;
     let id = connection_id(&mut victim).await;
     let running = tokio::spawn(async move { victim.execute("SELECT SLEEP(30)").await });
-    let mut killer = db.connect().await;
+    let killer = sqlx::MySqlPool::connect(&db.url).await.expect("connect");
     // KILL once the query is seen running, so it is the query that is cut.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually("the SLEEP query running", || async {
         let state: Option<String> =
             sqlx::query_scalar("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = ?")
                 .bind(id)
-                .fetch_optional(&mut killer)
+                .fetch_optional(&killer)
                 .await
                 .expect("processlist");
-        if state.as_deref() == Some("Query") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "SLEEP never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    killer
+        (state.as_deref() == Some("Query")).then_some(())
+    })
+    .await;
+    (&killer)
         .execute(format!("KILL {id}").as_str())
         .await
         .expect("KILL");
@@ -112,6 +103,7 @@ async fn connection_killed_mid_query_is_transient() {
         .expect("query task")
         .expect_err("the killed query fails");
     assert_transient("a query whose connection was killed", error);
+    killer.close().await;
     db.drop().await;
 }
 
@@ -161,23 +153,19 @@ async fn deadlock_1213_is_transient() {
         let result = a.execute("UPDATE t SET v = v + 1 WHERE id = 2").await;
         (a, result)
     });
-    let mut watcher = db.connect().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let watcher = sqlx::MySqlPool::connect(&db.url).await.expect("connect");
+    eventually("a waiting for b's lock", || async {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
              WHERE trx_state = 'LOCK WAIT' AND trx_mysql_thread_id <> ?",
         )
         .bind(b_id)
-        .fetch_one(&mut watcher)
+        .fetch_one(&watcher)
         .await
         .expect("INNODB_TRX");
-        if waiting > 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "a never waited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (waiting > 0).then_some(())
+    })
+    .await;
     // ... and b now asks for a's row 1: a cycle.
     let b_result = b.execute("UPDATE t SET v = v + 1 WHERE id = 1").await;
     let (a, a_result) = a_waits.await.expect("a's task");
@@ -191,6 +179,7 @@ async fn deadlock_1213_is_transient() {
     };
     assert_eq!(mysql_number(&error), Some(1213), "{error:?}");
     assert_transient("deadlock", error);
+    watcher.close().await;
     db.drop().await;
 }
 
