@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::join::{JoinAs, JoinPlan};
 use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT, SNAPSHOT_CHUNK_BYTES};
 
 #[derive(Debug, Parser)]
@@ -29,6 +30,9 @@ pub enum Command {
     /// Measure throughput, latency and failover time, against running nodes
     /// (--endpoints) or a local cluster of `taskd serve` processes (--nodes).
     Bench(crate::bench::BenchArgs),
+    /// Administer a running cluster: status, add-learner, promote, remove,
+    /// transfer-leader.
+    Cluster(crate::cli::cluster::ClusterArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,11 +66,29 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKD_UNSAFE_ALLOW_LOSSY_DATABASE")]
     pub unsafe_allow_lossy_database: bool,
 
-    /// Every founding member as `id=host:port,…`. The lowest id initializes a
-    /// new cluster once; restarts never re-initialize. Must be the same on
-    /// every node.
+    /// Every founding member as `id=host:port,…`, to found a new cluster:
+    /// the lowest id initializes it once; restarts never re-initialize.
+    /// Must be the same on every founding node. Nodes added later use
+    /// --join instead.
     #[arg(long, env = "TASKD_INITIAL_CLUSTER", value_parser = parse_initial_cluster)]
-    pub initial_cluster: InitialCluster,
+    pub initial_cluster: Option<InitialCluster>,
+
+    /// Join a running cluster: addresses (host:port,…) of any of its
+    /// members. This node starts empty, asks the leader to add it as a
+    /// learner, and catches up by snapshot and log. Ignored once this node
+    /// is a member (a restart keeps the flag harmlessly).
+    #[arg(
+        long,
+        env = "TASKD_JOIN",
+        value_delimiter = ',',
+        conflicts_with = "initial_cluster"
+    )]
+    pub join: Vec<String>,
+
+    /// What a joining node becomes: a learner until an operator promotes it
+    /// (`taskd cluster promote`), or a voter as soon as it has caught up.
+    #[arg(long, env = "TASKD_JOIN_AS", value_enum, default_value_t = JoinAs::Learner)]
+    pub join_as: JoinAs,
 
     /// How often the leader sends heartbeats, in milliseconds. Shorter
     /// notices a dead leader sooner at the cost of more idle traffic.
@@ -137,11 +159,7 @@ fn parse_initial_cluster(value: &str) -> Result<InitialCluster, String> {
             .parse()
             .map_err(|_| format!("{id:?} in {part:?} is not a node id"))?;
         let addr = addr.trim();
-        if addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
+        if !is_host_port(addr) {
             return Err(format!("{addr:?} in {part:?} is not host:port"));
         }
         if members.insert(id, addr.to_string()).is_some() {
@@ -154,6 +172,11 @@ fn parse_initial_cluster(value: &str) -> Result<InitialCluster, String> {
     Ok(members)
 }
 
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// A node's settings, validated and with defaults resolved.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -163,8 +186,11 @@ pub struct NodeConfig {
     pub database_url: String,
     /// `--unsafe-allow-lossy-database`.
     pub allow_lossy_database: bool,
+    /// The founding members; empty for a node that joins.
     pub initial_cluster: InitialCluster,
-    /// Log compaction; not a flag yet (cluster operations will add one).
+    /// How to join a running cluster (`--join`), if this node does.
+    pub join: Option<JoinPlan>,
+    /// Log compaction.
     pub snapshots: SnapshotTuning,
     /// Heartbeats and elections.
     pub raft_timing: RaftTiming,
@@ -176,6 +202,10 @@ pub enum ConfigError {
     ZeroNodeId,
     #[error("--node-id {0} is not in --initial-cluster")]
     NotAMember(NodeId),
+    #[error("give --initial-cluster to found a new cluster, or --join ADDR[,ADDR…] to join a running one")]
+    NoCluster,
+    #[error("--join {0:?} is not host:port")]
+    BadJoinAddress(String),
     #[error("--initial-cluster node ids must be at least 1")]
     ZeroMember,
     #[error("--listen {0} is a wildcard address: give --advertise host:port")]
@@ -202,13 +232,6 @@ impl ServeArgs {
         if self.node_id == 0 {
             return Err(ConfigError::ZeroNodeId);
         }
-        if self.initial_cluster.contains_key(&0) {
-            return Err(ConfigError::ZeroMember);
-        }
-        let member = self
-            .initial_cluster
-            .get(&self.node_id)
-            .ok_or(ConfigError::NotAMember(self.node_id))?;
         let advertise = match &self.advertise {
             Some(a) => a.clone(),
             None if self.listen.ip().is_unspecified() => {
@@ -216,12 +239,35 @@ impl ServeArgs {
             }
             None => self.listen.to_string(),
         };
-        if &advertise != member {
-            return Err(ConfigError::AdvertiseMismatch {
-                advertise,
-                member: member.clone(),
-            });
-        }
+        let (initial_cluster, join) = match &self.initial_cluster {
+            Some(initial) => {
+                if initial.contains_key(&0) {
+                    return Err(ConfigError::ZeroMember);
+                }
+                let member = initial
+                    .get(&self.node_id)
+                    .ok_or(ConfigError::NotAMember(self.node_id))?;
+                if &advertise != member {
+                    return Err(ConfigError::AdvertiseMismatch {
+                        advertise,
+                        member: member.clone(),
+                    });
+                }
+                (initial.clone(), None)
+            }
+            None if self.join.is_empty() => return Err(ConfigError::NoCluster),
+            None => {
+                if let Some(bad) = self.join.iter().find(|a| !is_host_port(a)) {
+                    return Err(ConfigError::BadJoinAddress(bad.clone()));
+                }
+                let plan = JoinPlan {
+                    seeds: self.join.clone(),
+                    advertise: advertise.clone(),
+                    join_as: self.join_as,
+                };
+                (InitialCluster::new(), Some(plan))
+            }
+        };
         let raft_timing = self.raft_timing()?;
         #[cfg(feature = "chaos-break")]
         crate::chaos_break::install(self.break_mode);
@@ -235,7 +281,8 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url,
             allow_lossy_database: self.unsafe_allow_lossy_database,
-            initial_cluster: self.initial_cluster.clone(),
+            initial_cluster,
+            join,
             snapshots: self.snapshots()?,
             raft_timing,
         })

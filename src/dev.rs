@@ -76,6 +76,7 @@ pub async fn run(
             ),
             allow_lossy_database: false,
             initial_cluster: members.clone(),
+            join: None,
             snapshots: Default::default(),
             raft_timing: Default::default(),
         };

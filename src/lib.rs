@@ -7,6 +7,10 @@
 //! - [`bench`]: `taskd bench`, a gRPC client: load workloads, latency, failover time.
 //! - [`api`]: gRPC handlers (`TaskService`, `RaftService`), validation and proto ↔
 //!   domain conversions, forwarding to the leader, the one error → status mapping.
+//! - [`cluster`]: membership and leadership: add, promote, remove, transfer,
+//!   join (the admin calls and `serve --join`).
+//! - [`cli`]: `taskd cluster …`, `taskd backup`, `taskd restore`: thin gRPC
+//!   clients of the admin calls.
 //! - [`raft`]: openraft's type config, the gRPC network between nodes, and the
 //!   log-storage and state-machine adapters over [`store`].
 //! - [`store`]: sqlx on MySQL or SQLite: the task tables, the Raft log, snapshots.
@@ -20,6 +24,8 @@ pub mod api;
 pub mod bench;
 #[cfg(feature = "chaos-break")]
 pub mod chaos_break;
+pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod domain;

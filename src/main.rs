@@ -27,8 +27,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Dev(args) => taskd::dev::run(args, shutdown_signal()).await?,
         Command::Bench(args) => taskd::bench::run(args, shutdown_signal()).await?,
+        Command::Cluster(args) => one_line(taskd::cli::cluster::run(args).await),
     }
     Ok(())
+}
+
+/// An operator command's failure: one line on stderr, exit code 1.
+fn one_line(result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        eprintln!("taskd: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -13,11 +13,13 @@ use tonic_health::pb::health_server::HealthServer;
 
 use crate::api::health::{HealthApi, NodeHealth};
 use crate::api::{NodeContext, RaftApi, TaskApi};
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::NodeConfig;
 use crate::proto::raft_service_server::RaftServiceServer;
 use crate::proto::task_service_server::TaskServiceServer;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, MAX_MESSAGE_BYTES};
+use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
@@ -108,7 +110,9 @@ async fn serve(
     ));
 
     let read_index = ReadIndex::start(id, raft.clone());
-    let ctx = NodeContext::new(id, raft.clone(), store, read_index.clone());
+    let proposer = Proposer::start(raft.clone());
+    let cluster = Cluster::start(id, raft.clone(), proposer.clone(), config.raft_timing);
+    let ctx = NodeContext::new(id, raft.clone(), store, proposer, read_index.clone());
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
@@ -125,7 +129,7 @@ async fn serve(
         )
         .add_service(
             RaftServiceServer::new(
-                RaftApi::new(id, raft.clone(), read_index)
+                RaftApi::new(id, raft.clone(), read_index, cluster.clone())
                     .with_max_snapshot_bytes(config.snapshots.max_bytes),
             )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -135,6 +139,11 @@ async fn serve(
             let _ = drain_rx.await;
         });
     let mut server = Box::pin(server);
+    // Joining needs this node served: the leader sends it the log.
+    let joining = config.join.clone().map(|plan| {
+        let cluster = cluster.clone();
+        tokio::spawn(async move { cluster.join(&plan).await })
+    });
     tokio::pin!(shutdown);
     let stopped = raft_stopped(raft.clone());
     tokio::pin!(stopped);
@@ -154,6 +163,12 @@ async fn serve(
             // Tell load balancers first (health Watch streams say NOT_SERVING
             // and end), then drain: new calls are refused, in-flight ones
             // finish. Whatever is still open after DRAIN_TIMEOUT is abandoned.
+            if let Some(joining) = &joining {
+                joining.abort();
+            }
+            if fatal.is_none() {
+                hand_over_leadership(&cluster).await;
+            }
             tracing::info!(node = id, reason, "draining in-flight calls");
             health.abort();
             health_tx.send_replace(NodeHealth::Stopping);
@@ -184,6 +199,31 @@ async fn serve(
         None => Ok(()),
     }
 }
+
+/// A leader that stops first hands leadership to another voter, so that
+/// clients see a planned move (writes held for milliseconds) instead of an
+/// election after a silent leader (leader lease + election timeout).
+/// Bounded: a node that cannot hand over stops anyway.
+async fn hand_over_leadership(cluster: &Cluster) {
+    let deadline = tokio::time::Instant::now() + HAND_OVER_TIMEOUT;
+    match cluster.transfer_leadership(None, deadline).await {
+        Ok(moved) if moved.leader != cluster.id() => {
+            tracing::info!(
+                node = cluster.id(),
+                leader = moved.leader,
+                held_ms = moved.writes_held.as_millis() as u64,
+                "handed leadership over before stopping"
+            );
+        }
+        Ok(_) | Err(ClusterError::NotLeader(_)) => {}
+        Err(e) => {
+            tracing::warn!(node = cluster.id(), error = %e, "could not hand leadership over before stopping")
+        }
+    }
+}
+
+/// How long a stopping leader tries to hand leadership over.
+const HAND_OVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Resolves when this node's Raft core has stopped on a fatal error (a
 /// storage failure: openraft never restarts a core). Never resolves while
@@ -245,6 +285,7 @@ async fn report_health(
             let m = metrics.borrow_and_update();
             m.running_state.is_ok()
                 && m.current_leader.is_some()
+                && crate::cluster::membership::not_serving_reason(&m).is_none()
                 && m.last_applied.map(|l| l.index) >= committed_at_start.map(|l| l.index)
         };
         let state = if serving {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::cluster::ClusterError;
 use crate::domain::Rejection;
 
 /// The `ErrorInfo.domain` of taskd's errors.
@@ -36,6 +37,10 @@ pub enum ApiError {
         expected: u64,
         current: u64,
     },
+    /// The request does not fit the state it meets (a cluster operation on
+    /// a node that is not a member, say); retrying it unchanged will not help.
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -96,6 +101,22 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<ClusterError> for ApiError {
+    fn from(error: ClusterError) -> Self {
+        match error {
+            ClusterError::InvalidArgument { field, description } => Self::field(field, description),
+            ClusterError::FailedPrecondition(why) => Self::FailedPrecondition(why),
+            ClusterError::NotLeader(leader) => Self::Unavailable(match leader {
+                Some((id, addr)) => format!("not the leader; node {id} at {addr} leads"),
+                None => "not the leader, and no leader is known yet".into(),
+            }),
+            ClusterError::Unavailable(why) => Self::Unavailable(why),
+            ClusterError::DeadlineExceeded(why) => Self::DeadlineExceeded(why),
+            ClusterError::Internal(why) => Self::Internal(why),
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         let message = error.to_string();
@@ -129,6 +150,7 @@ impl From<ApiError> for Status {
                     ErrorDetails::with_error_info("VERSION_MISMATCH", ERROR_DOMAIN, metadata),
                 )
             }
+            ApiError::FailedPrecondition(_) => Status::failed_precondition(message),
             ApiError::Unavailable(_) => Status::unavailable(message),
             ApiError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ApiError::OutcomeUnknown {

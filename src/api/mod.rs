@@ -7,7 +7,9 @@
 //! - [`health`]: `grpc.health.v1`, whose Watch streams end on shutdown.
 //! - [`route`]: finding the leader, proposing, read-index, forwarding.
 //! - [`task_service`] / [`raft_service`]: the handlers.
+//! - [`admin_service`]: the membership and leadership calls of RaftService.
 
+pub mod admin_service;
 pub mod convert;
 pub mod error;
 pub mod health;

@@ -1,12 +1,17 @@
-//! `taskd.v1.RaftService`: openraft's RPCs arriving from peers, and the
-//! cluster status.
+//! `taskd.v1.RaftService`: openraft's RPCs arriving from peers, the
+//! cluster status, and the admin calls (see [`super::admin_service`]).
 
-use openraft::BasicNode;
+use std::pin::Pin;
+
 use tonic::{Request, Response, Status};
+
+use super::admin_service;
+use crate::cluster::membership::{members, not_serving_reason, role, Role};
+use crate::cluster::Cluster;
 
 use crate::failpoint;
 use crate::proto::raft_service_server::RaftService;
-use crate::proto::{self, Member};
+use crate::proto::{self, NodeRole};
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{codec, NodeId, Raft, SnapshotTuning, TypeConfig};
 
@@ -15,16 +20,18 @@ pub struct RaftApi {
     id: NodeId,
     raft: Raft,
     read_index: ReadIndex,
+    cluster: Cluster,
     /// `InstallSnapshot` chunks reaching past this many bytes are refused.
     max_snapshot_bytes: u64,
 }
 
 impl RaftApi {
-    pub fn new(id: NodeId, raft: Raft, read_index: ReadIndex) -> Self {
+    pub fn new(id: NodeId, raft: Raft, read_index: ReadIndex, cluster: Cluster) -> Self {
         Self {
             id,
             raft,
             read_index,
+            cluster,
             max_snapshot_bytes: SnapshotTuning::default().max_bytes,
         }
     }
@@ -48,6 +55,27 @@ fn encode<T: serde::Serialize>(reply: &T) -> Result<Vec<u8>, Status> {
     })
 }
 
+/// A candidate this node does not count as a member (a removed node that
+/// missed its removal, say) is refused: it must not disturb the cluster.
+fn check_candidate(raft: &Raft, rpc: &openraft::raft::VoteRequest<NodeId>) -> Result<(), Status> {
+    let candidate = rpc.vote.leader_id().voted_for();
+    let m = raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let known = membership.nodes().next().is_none()
+        || candidate.is_some_and(|c| membership.get_node(&c).is_some());
+    if known {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "node {} is not a member of this cluster (members: {:?}); it was removed, or never joined",
+        candidate.unwrap_or(0),
+        membership.nodes().map(|(id, _)| *id).collect::<Vec<_>>()
+    )))
+}
+
+type BackupStream =
+    Pin<Box<dyn futures::Stream<Item = Result<proto::BackupResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftService for RaftApi {
     async fn vote(
@@ -55,6 +83,7 @@ impl RaftService for RaftApi {
         request: Request<proto::VoteRequest>,
     ) -> Result<Response<proto::VoteResponse>, Status> {
         let rpc = decode(&request.into_inner().payload)?;
+        check_candidate(&self.raft, &rpc)?;
         let reply = self.raft.vote(rpc).await;
         Ok(Response::new(proto::VoteResponse {
             payload: encode(&reply)?,
@@ -122,15 +151,13 @@ impl RaftService for RaftApi {
         _request: Request<proto::GetClusterStatusRequest>,
     ) -> Result<Response<proto::GetClusterStatusResponse>, Status> {
         let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let members = membership
-            .nodes()
-            .map(|(id, node): (&NodeId, &BasicNode)| Member {
-                node_id: *id,
-                address: node.addr.clone(),
-                voter: membership.voter_ids().any(|v| v == *id),
-            })
-            .collect();
+        let role = match role(&m) {
+            Role::Leader => NodeRole::Leader,
+            Role::Follower => NodeRole::Follower,
+            Role::Candidate => NodeRole::Candidate,
+            Role::Learner => NodeRole::Learner,
+            Role::NotAMember => NodeRole::NotAMember,
+        };
         Ok(Response::new(proto::GetClusterStatusResponse {
             node_id: self.id,
             leader_id: m.current_leader.unwrap_or(0),
@@ -138,7 +165,53 @@ impl RaftService for RaftApi {
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             last_purged_index: m.purged.map(|l| l.index).unwrap_or(0),
-            members,
+            members: members(&m).iter().map(admin_service::member).collect(),
+            role: role.into(),
+            not_serving_reason: not_serving_reason(&m).unwrap_or_default(),
         }))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<proto::AddLearnerRequest>,
+    ) -> Result<Response<proto::AddLearnerResponse>, Status> {
+        admin_service::add_learner(&self.cluster, request).await
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<proto::ChangeMembershipRequest>,
+    ) -> Result<Response<proto::ChangeMembershipResponse>, Status> {
+        admin_service::change_membership(&self.cluster, request).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<proto::RemoveNodeRequest>,
+    ) -> Result<Response<proto::RemoveNodeResponse>, Status> {
+        admin_service::remove_node(&self.cluster, request).await
+    }
+
+    async fn transfer_leadership(
+        &self,
+        request: Request<proto::TransferLeadershipRequest>,
+    ) -> Result<Response<proto::TransferLeadershipResponse>, Status> {
+        admin_service::transfer_leadership(&self.cluster, request).await
+    }
+
+    async fn start_election(
+        &self,
+        request: Request<proto::StartElectionRequest>,
+    ) -> Result<Response<proto::StartElectionResponse>, Status> {
+        admin_service::start_election(&self.cluster, request).await
+    }
+
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        _request: Request<proto::BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        Err(Status::unimplemented("backup is not built yet"))
     }
 }

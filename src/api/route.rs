@@ -138,7 +138,7 @@ impl Call {
 }
 
 /// Parses gRPC's `grpc-timeout` header: up to 8 digits and a unit.
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
@@ -166,10 +166,16 @@ enum Leader {
 }
 
 impl NodeContext {
-    pub fn new(id: NodeId, raft: Raft, store: Store, read_index: ReadIndex) -> Self {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        store: Store,
+        proposer: Proposer,
+        read_index: ReadIndex,
+    ) -> Self {
         Self {
             id,
-            proposer: Proposer::start(raft.clone()),
+            proposer,
             read_index,
             raft,
             store,

@@ -7,7 +7,10 @@
 //! result back (version checks run in order at apply, and a rejected write
 //! rejects only itself).
 
+use std::sync::Arc;
+
 use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
 
 use super::batcher::{BatchLimits, Batcher};
 use super::{NodeId, Raft, QUORUM_WAIT};
@@ -42,16 +45,37 @@ pub type Proposal = Result<CommandResult, ProposeError>;
 #[derive(Clone)]
 pub struct Proposer {
     batcher: Batcher<Command, Proposal>,
+    /// Each proposal holds it shared while it is in flight; a leadership
+    /// transfer holds it exclusively, so that the log stops growing.
+    gate: Arc<RwLock<()>>,
 }
+
+/// While alive, no new entry is proposed (see [`Proposer::hold`]).
+pub type Held = OwnedRwLockWriteGuard<()>;
 
 impl Proposer {
     /// Starts the proposing task of `raft`; call inside a tokio runtime.
     pub fn start(raft: Raft) -> Self {
+        let gate = Arc::new(RwLock::new(()));
+        let batch_gate = gate.clone();
         let batcher = Batcher::start(LIMITS, Command::weight, move |writes: Vec<Command>| {
             let raft = raft.clone();
-            async move { propose_batch(&raft, writes).await }
+            let gate = batch_gate.clone();
+            async move {
+                let _open = gate.read().await;
+                propose_batch(&raft, writes).await
+            }
         });
-        Self { batcher }
+        Self { batcher, gate }
+    }
+
+    /// Waits for the proposal in flight, then holds every new one until
+    /// the guard is dropped: the leader's log stops growing, so that a
+    /// transfer target can catch up with all of it. Held writes are not
+    /// lost: they are proposed when the guard goes (and, if leadership
+    /// moved meanwhile, answered NotLeader and forwarded).
+    pub async fn hold(&self) -> Held {
+        self.gate.clone().write_owned().await
     }
 
     /// Proposes `command` in the next entry and waits for its own result.

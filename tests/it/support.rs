@@ -139,6 +139,7 @@ impl TestCluster {
             database_url: self.urls[&id].clone(),
             allow_lossy_database: false,
             initial_cluster: self.members.clone(),
+            join: None,
             snapshots: self.snapshots,
             raft_timing: Default::default(),
         };

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -38,6 +39,15 @@ class TaskOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_ORDER_UNSPECIFIED: _ClassVar[TaskOrder]
     TASK_ORDER_CREATE_TIME: _ClassVar[TaskOrder]
     TASK_ORDER_DEADLINE: _ClassVar[TaskOrder]
+
+class NodeRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_ROLE_UNSPECIFIED: _ClassVar[NodeRole]
+    NODE_ROLE_LEADER: _ClassVar[NodeRole]
+    NODE_ROLE_FOLLOWER: _ClassVar[NodeRole]
+    NODE_ROLE_CANDIDATE: _ClassVar[NodeRole]
+    NODE_ROLE_LEARNER: _ClassVar[NodeRole]
+    NODE_ROLE_NOT_A_MEMBER: _ClassVar[NodeRole]
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_TODO: TaskStatus
 TASK_STATUS_IN_PROGRESS: TaskStatus
@@ -54,6 +64,12 @@ READ_CONSISTENCY_STALE: ReadConsistency
 TASK_ORDER_UNSPECIFIED: TaskOrder
 TASK_ORDER_CREATE_TIME: TaskOrder
 TASK_ORDER_DEADLINE: TaskOrder
+NODE_ROLE_UNSPECIFIED: NodeRole
+NODE_ROLE_LEADER: NodeRole
+NODE_ROLE_FOLLOWER: NodeRole
+NODE_ROLE_CANDIDATE: NodeRole
+NODE_ROLE_LEARNER: NodeRole
+NODE_ROLE_NOT_A_MEMBER: NodeRole
 
 class Task(_message.Message):
     __slots__ = ("id", "title", "description", "status", "priority", "deadline", "assignee", "labels", "create_time", "update_time", "version")
@@ -238,7 +254,7 @@ class GetClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetClusterStatusResponse(_message.Message):
-    __slots__ = ("node_id", "leader_id", "term", "last_log_index", "last_applied_index", "last_purged_index", "members")
+    __slots__ = ("node_id", "leader_id", "term", "last_log_index", "last_applied_index", "last_purged_index", "members", "role", "not_serving_reason")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +262,8 @@ class GetClusterStatusResponse(_message.Message):
     LAST_APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_PURGED_INDEX_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_SERVING_REASON_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     leader_id: int
     term: int
@@ -253,14 +271,104 @@ class GetClusterStatusResponse(_message.Message):
     last_applied_index: int
     last_purged_index: int
     members: _containers.RepeatedCompositeFieldContainer[Member]
-    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., last_log_index: _Optional[int] = ..., last_applied_index: _Optional[int] = ..., last_purged_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+    role: NodeRole
+    not_serving_reason: str
+    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., last_log_index: _Optional[int] = ..., last_applied_index: _Optional[int] = ..., last_purged_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., role: _Optional[_Union[NodeRole, str]] = ..., not_serving_reason: _Optional[str] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("node_id", "address", "voter")
+    __slots__ = ("node_id", "address", "voter", "matched_index")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     VOTER_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_INDEX_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     voter: bool
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., voter: _Optional[bool] = ...) -> None: ...
+    matched_index: int
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., voter: _Optional[bool] = ..., matched_index: _Optional[int] = ...) -> None: ...
+
+class AddLearnerRequest(_message.Message):
+    __slots__ = ("node_id", "address", "wait_timeout")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    address: str
+    wait_timeout: _duration_pb2.Duration
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AddLearnerResponse(_message.Message):
+    __slots__ = ("caught_up", "matched_index", "leader_last_index", "members")
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LEADER_LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    caught_up: bool
+    matched_index: int
+    leader_last_index: int
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, caught_up: _Optional[bool] = ..., matched_index: _Optional[int] = ..., leader_last_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class ChangeMembershipRequest(_message.Message):
+    __slots__ = ("voter_ids",)
+    VOTER_IDS_FIELD_NUMBER: _ClassVar[int]
+    voter_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, voter_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ChangeMembershipResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    def __init__(self, node_id: _Optional[int] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("leader_id", "term", "writes_held")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    WRITES_HELD_FIELD_NUMBER: _ClassVar[int]
+    leader_id: int
+    term: int
+    writes_held: _duration_pb2.Duration
+    def __init__(self, leader_id: _Optional[int] = ..., term: _Optional[int] = ..., writes_held: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class StartElectionRequest(_message.Message):
+    __slots__ = ("leader_id", "term", "last_log_index")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    leader_id: int
+    term: int
+    last_log_index: int
+    def __init__(self, leader_id: _Optional[int] = ..., term: _Optional[int] = ..., last_log_index: _Optional[int] = ...) -> None: ...
+
+class StartElectionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...

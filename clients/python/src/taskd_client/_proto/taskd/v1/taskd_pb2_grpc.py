@@ -317,6 +317,36 @@ class RaftServiceStub:
                 request_serializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.SerializeToString,
                 response_deserializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.FromString,
                 _registered_method=True)
+        self.AddLearner = channel.unary_unary(
+                '/taskd.v1.RaftService/AddLearner',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.AddLearnerRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.AddLearnerResponse.FromString,
+                _registered_method=True)
+        self.ChangeMembership = channel.unary_unary(
+                '/taskd.v1.RaftService/ChangeMembership',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.ChangeMembershipRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.ChangeMembershipResponse.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/taskd.v1.RaftService/RemoveNode',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
+        self.TransferLeadership = channel.unary_unary(
+                '/taskd.v1.RaftService/TransferLeadership',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.TransferLeadershipResponse.FromString,
+                _registered_method=True)
+        self.StartElection = channel.unary_unary(
+                '/taskd.v1.RaftService/StartElection',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.StartElectionRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.StartElectionResponse.FromString,
+                _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/taskd.v1.RaftService/Backup',
+                request_serializer=taskd_dot_v1_dot_taskd__pb2.BackupRequest.SerializeToString,
+                response_deserializer=taskd_dot_v1_dot_taskd__pb2.BackupResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServiceServicer:
@@ -360,6 +390,64 @@ class RaftServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddLearner(self, request, context):
+        """Cluster administration. Any member may be called: a node that does not
+        lead forwards the call to the leader. Membership changes go one at a
+        time through the log (joint consensus); an id once removed is never
+        reused.
+
+        Adds a learner (a member that replicates but does not vote) and streams
+        it the log, or a snapshot when the log it needs was compacted. Returns
+        once the learner has caught up with the leader's log, or when
+        `wait_timeout` has passed (`caught_up` false; it goes on catching up).
+        Adding a node that is already a member with the same address is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeMembership(self, request, context):
+        """Makes `voter_ids` the set of voters. Each must already be a member
+        (added as a learner first); a voter left out stays as a learner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Removes a node (voter or learner) from the cluster. Removing the leader
+        hands leadership to another voter first. The removed node stops serving.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferLeadership(self, request, context):
+        """Moves leadership to `node_id`, or to the most up-to-date other voter
+        when 0: the leader holds new writes, waits until the target has its
+        whole log, and has it stand for election. Held writes then go to the
+        new leader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartElection(self, request, context):
+        """Sent by a leader to the target of a transfer: stand for election now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Backup(self, request, context):
+        """A consistent point-in-time copy of the whole state, taken through the
+        leader, as a stream of chunks of the backup file (see the README,
+        "Back up and restore").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +475,36 @@ def add_RaftServiceServicer_to_server(servicer, server):
                     servicer.ReadIndex,
                     request_deserializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.FromString,
                     response_serializer=taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.SerializeToString,
+            ),
+            'AddLearner': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddLearner,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.AddLearnerRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.AddLearnerResponse.SerializeToString,
+            ),
+            'ChangeMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeMembership,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.ChangeMembershipRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.ChangeMembershipResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.RemoveNodeResponse.SerializeToString,
+            ),
+            'TransferLeadership': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLeadership,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'StartElection': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartElection,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.StartElectionRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.StartElectionResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=taskd_dot_v1_dot_taskd__pb2.BackupRequest.FromString,
+                    response_serializer=taskd_dot_v1_dot_taskd__pb2.BackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +644,168 @@ class RaftService:
             '/taskd.v1.RaftService/ReadIndex',
             taskd_dot_v1_dot_taskd__pb2.ReadIndexRequest.SerializeToString,
             taskd_dot_v1_dot_taskd__pb2.ReadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddLearner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/AddLearner',
+            taskd_dot_v1_dot_taskd__pb2.AddLearnerRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.AddLearnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/ChangeMembership',
+            taskd_dot_v1_dot_taskd__pb2.ChangeMembershipRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.ChangeMembershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/RemoveNode',
+            taskd_dot_v1_dot_taskd__pb2.RemoveNodeRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.RemoveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLeadership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/TransferLeadership',
+            taskd_dot_v1_dot_taskd__pb2.TransferLeadershipRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartElection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskd.v1.RaftService/StartElection',
+            taskd_dot_v1_dot_taskd__pb2.StartElectionRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.StartElectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskd.v1.RaftService/Backup',
+            taskd_dot_v1_dot_taskd__pb2.BackupRequest.SerializeToString,
+            taskd_dot_v1_dot_taskd__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

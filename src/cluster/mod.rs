@@ -1,0 +1,181 @@
+//! The cluster's membership and leadership: what the admin RPCs
+//! (`api::admin_service`) and `taskd serve --join` do.
+//!
+//! - [`membership`]: add a learner, change the voters, remove a node, and
+//!   what this node's own part in the cluster is.
+//! - [`transfer`]: hand leadership to another voter (openraft 0.9 has no
+//!   call for it).
+//! - [`join`]: an empty node asks a running cluster to add it.
+//! - [`peers`]: `RaftService` clients of other members.
+//!
+//! Every operation here runs on the leader; on any other node it answers
+//! [`ClusterError::NotLeader`] and the API layer forwards the call.
+
+pub mod join;
+pub mod membership;
+pub mod peers;
+pub mod transfer;
+
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{BasicNode, RaftMetrics};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::raft::proposer::Proposer;
+use crate::raft::{NodeId, Raft, RaftTiming};
+use peers::Peers;
+
+/// Why a cluster operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// The request itself is wrong (an id of 0, an address without a port).
+    #[error("{field}: {description}")]
+    InvalidArgument {
+        field: &'static str,
+        description: String,
+    },
+    /// The request does not fit the cluster as it is (not a member, the
+    /// last voter, a change already in progress).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// This node does not lead; the leader's id and address if known.
+    #[error("not the leader")]
+    NotLeader(Option<(NodeId, String)>),
+    /// Nothing can be decided now (no leader, no quorum, unreachable peer).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The operation did not finish in time; it may still.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+type Metrics = RaftMetrics<NodeId, BasicNode>;
+
+/// This node's handle on the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    id: NodeId,
+    raft: Raft,
+    proposer: Proposer,
+    timing: RaftTiming,
+    peers: Peers,
+    /// When this node last became leader, and in which term.
+    leader_since: watch::Receiver<Option<(u64, Instant)>>,
+}
+
+impl Cluster {
+    /// Starts watching `raft`'s leadership; call inside a tokio runtime.
+    pub fn start(id: NodeId, raft: Raft, proposer: Proposer, timing: RaftTiming) -> Self {
+        let (since_tx, leader_since) = watch::channel(None);
+        let mut metrics = raft.metrics();
+        tokio::spawn(async move {
+            loop {
+                let term = {
+                    let m = metrics.borrow_and_update();
+                    (m.current_leader == Some(id)).then_some(m.current_term)
+                };
+                since_tx.send_if_modified(|since| {
+                    let changed = since.map(|(t, _)| t) != term;
+                    if changed {
+                        *since = term.map(|t| (t, Instant::now()));
+                    }
+                    changed
+                });
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            id,
+            raft,
+            proposer,
+            timing,
+            peers: Peers::default(),
+            leader_since,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    fn metrics(&self) -> Metrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// `Ok` on the leader; else who leads, as far as this node knows.
+    fn ensure_leader(&self) -> Result<Metrics, ClusterError> {
+        let m = self.metrics();
+        if m.current_leader == Some(self.id) {
+            return Ok(m);
+        }
+        Err(ClusterError::NotLeader(leader_of(&m)))
+    }
+
+    /// Waits until `ready` holds for this node's metrics, or `deadline`.
+    async fn wait_until(
+        &self,
+        deadline: Instant,
+        what: &str,
+        ready: impl Fn(&Metrics) -> bool,
+    ) -> Result<Metrics, ClusterError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if ready(&m) {
+                    return Ok(m.clone());
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Err(_) => return Err(ClusterError::DeadlineExceeded(format!("timed out {what}"))),
+                Ok(Err(_)) => {
+                    return Err(ClusterError::Unavailable("this node is stopping".into()))
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// How long a vote for anyone else is refused after a leader was seen:
+    /// openraft's leader lease, `election_timeout_max`.
+    fn leader_lease(&self) -> Duration {
+        Duration::from_millis(2 * self.timing.election_timeout_ms)
+    }
+}
+
+/// The leader `m` knows of, with its address.
+pub fn leader_of(m: &Metrics) -> Option<(NodeId, String)> {
+    let leader = m.current_leader?;
+    let node = m.membership_config.membership().get_node(&leader)?;
+    Some((leader, node.addr.clone()))
+}
+
+/// Maps openraft's answer to a membership write.
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ClusterError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ClusterError::NotLeader(f.leader_id.zip(f.leader_node.map(|n| n.addr)))
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => match e {
+            ChangeMembershipError::InProgress(_) => ClusterError::FailedPrecondition(format!(
+                "another membership change is in progress; retry when it is done ({e})"
+            )),
+            e => ClusterError::FailedPrecondition(e.to_string()),
+        },
+        RaftError::Fatal(fatal) => ClusterError::Unavailable(format!("raft stopped: {fatal}")),
+    }
+}
