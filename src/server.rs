@@ -87,7 +87,9 @@ async fn serve(
     let state_machine = StateMachine::new(store.clone()).await.map_err(raft_err)?;
     let raft_config =
         Arc::new(raft_config("taskd", config.snapshots, config.raft_timing).map_err(raft_err)?);
-    let raft = Raft::new(id, raft_config, Network, log_store, state_machine)
+    let network = Network::default();
+    let refusal = network.refusal();
+    let raft = Raft::new(id, raft_config, network, log_store, state_machine)
         .await
         .map_err(raft_err)?;
 
@@ -111,7 +113,13 @@ async fn serve(
 
     let read_index = ReadIndex::start(id, raft.clone());
     let proposer = Proposer::start(raft.clone());
-    let cluster = Cluster::start(id, raft.clone(), proposer.clone(), config.raft_timing);
+    let cluster = Cluster::start(
+        id,
+        raft.clone(),
+        proposer.clone(),
+        config.raft_timing,
+        refusal,
+    );
     let ctx = NodeContext::new(id, raft.clone(), store, proposer, read_index.clone());
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -159,7 +167,7 @@ async fn serve(
     };
     let served = match stop_reason {
         Err(served) => served,
-        Ok(reason) => {
+        Ok(reason) => 'stopping: {
             // Tell load balancers first (health Watch streams say NOT_SERVING
             // and end), then drain: new calls are refused, in-flight ones
             // finish. Whatever is still open after DRAIN_TIMEOUT is abandoned.
@@ -167,7 +175,12 @@ async fn serve(
                 joining.abort();
             }
             if fatal.is_none() {
-                hand_over_leadership(&cluster).await;
+                // The server goes on serving meanwhile: the target's vote
+                // request, and forwarded writes, must reach this node.
+                tokio::select! {
+                    served = &mut server => break 'stopping served,
+                    () = hand_over_leadership(&cluster) => {}
+                }
             }
             tracing::info!(node = id, reason, "draining in-flight calls");
             health.abort();

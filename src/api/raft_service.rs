@@ -6,12 +6,13 @@ use std::pin::Pin;
 use tonic::{Request, Response, Status};
 
 use super::admin_service;
-use crate::cluster::membership::{members, not_serving_reason, role, Role};
+use crate::cluster::membership::{members, Role};
 use crate::cluster::Cluster;
 
 use crate::failpoint;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{self, NodeRole};
+use crate::raft::network::NOT_A_MEMBER_HEADER;
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{codec, NodeId, Raft, SnapshotTuning, TypeConfig};
 
@@ -66,11 +67,16 @@ fn check_candidate(raft: &Raft, rpc: &openraft::raft::VoteRequest<NodeId>) -> Re
     if known {
         return Ok(());
     }
-    Err(Status::failed_precondition(format!(
+    let mut refused = Status::failed_precondition(format!(
         "node {} is not a member of this cluster (members: {:?}); it was removed, or never joined",
         candidate.unwrap_or(0),
         membership.nodes().map(|(id, _)| *id).collect::<Vec<_>>()
-    )))
+    ));
+    refused.metadata_mut().insert(
+        NOT_A_MEMBER_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    Err(refused)
 }
 
 type BackupStream =
@@ -151,7 +157,7 @@ impl RaftService for RaftApi {
         _request: Request<proto::GetClusterStatusRequest>,
     ) -> Result<Response<proto::GetClusterStatusResponse>, Status> {
         let m = self.raft.metrics().borrow().clone();
-        let role = match role(&m) {
+        let role = match self.cluster.role(&m) {
             Role::Leader => NodeRole::Leader,
             Role::Follower => NodeRole::Follower,
             Role::Candidate => NodeRole::Candidate,
@@ -167,7 +173,7 @@ impl RaftService for RaftApi {
             last_purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             members: members(&m).iter().map(admin_service::member).collect(),
             role: role.into(),
-            not_serving_reason: not_serving_reason(&m).unwrap_or_default(),
+            not_serving_reason: self.cluster.not_serving_reason(&m).unwrap_or_default(),
         }))
     }
 

@@ -26,6 +26,15 @@ pub enum ClusterCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Whether each endpoint serves (gRPC health SERVING): exit code 1 if
+    /// any does not. With --wait, polls until all do or the time is up.
+    Health {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Keep asking for up to this many seconds.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Add a node as a learner; waits until it has caught up.
     AddLearner {
         node_id: NodeId,
@@ -96,6 +105,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 Output::Text => print_status(&status),
             }
         }
+        ClusterCommand::Health { endpoints, wait } => health(&endpoints, wait).await?,
         ClusterCommand::AddLearner {
             node_id,
             address,
@@ -308,5 +318,56 @@ fn print_status(status: &ClusterStatus) {
         if !m.not_serving_reason.is_empty() {
             println!("         not serving: {}", m.not_serving_reason);
         }
+    }
+}
+
+/// One endpoint's gRPC health, and its reason when it does not serve.
+async fn endpoint_health(addr: &str, timeout: std::time::Duration) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let ch = crate::raft::network::channel(addr).map_err(|e| e.to_string())?;
+    let reply = HealthClient::new(ch)
+        .check(with_timeout(HealthCheckRequest::default(), timeout))
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+    if reply.into_inner().status() == ServingStatus::Serving {
+        return Ok(());
+    }
+    let reason = match client(addr) {
+        Ok(mut c) => c
+            .get_cluster_status(with_timeout(proto::GetClusterStatusRequest {}, timeout))
+            .await
+            .map(|r| r.into_inner().not_serving_reason)
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    Err(if reason.is_empty() {
+        "NOT_SERVING (no leader known, or still catching up)".into()
+    } else {
+        format!("NOT_SERVING: {reason}")
+    })
+}
+
+async fn health(endpoints: &Endpoints, wait: u64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let probe = std::time::Duration::from_secs(2).min(endpoints.timeout());
+    loop {
+        let mut failed = Vec::new();
+        for addr in &endpoints.endpoints {
+            if let Err(why) = endpoint_health(addr, probe).await {
+                failed.push(format!("{addr}: {why}"));
+            }
+        }
+        if failed.is_empty() {
+            for addr in &endpoints.endpoints {
+                println!("{addr}: SERVING");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{}", failed.join("; "));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

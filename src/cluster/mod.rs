@@ -23,6 +23,7 @@ use openraft::{BasicNode, RaftMetrics};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::raft::network::Refusal;
 use crate::raft::proposer::Proposer;
 use crate::raft::{NodeId, Raft, RaftTiming};
 use peers::Peers;
@@ -65,17 +66,30 @@ pub struct Cluster {
     peers: Peers,
     /// When this node last became leader, and in which term.
     leader_since: watch::Receiver<Option<(u64, Instant)>>,
+    /// Peers refused this node's votes as a non-member's.
+    refusal: Refusal,
 }
 
 impl Cluster {
     /// Starts watching `raft`'s leadership; call inside a tokio runtime.
-    pub fn start(id: NodeId, raft: Raft, proposer: Proposer, timing: RaftTiming) -> Self {
+    pub fn start(
+        id: NodeId,
+        raft: Raft,
+        proposer: Proposer,
+        timing: RaftTiming,
+        refusal: Refusal,
+    ) -> Self {
         let (since_tx, leader_since) = watch::channel(None);
         let mut metrics = raft.metrics();
+        let refusal_seen = refusal.clone();
         tokio::spawn(async move {
             loop {
                 let term = {
                     let m = metrics.borrow_and_update();
+                    if m.current_leader.is_some() {
+                        // A leader counts this node in: any refusal is stale.
+                        *refusal_seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    }
                     (m.current_leader == Some(id)).then_some(m.current_term)
                 };
                 since_tx.send_if_modified(|since| {
@@ -97,6 +111,40 @@ impl Cluster {
             timing,
             peers: Peers::default(),
             leader_since,
+            refusal,
+        }
+    }
+
+    /// Why this node does not serve for membership reasons: it is not (or
+    /// no longer) in the membership it knows, or, while it knows no leader,
+    /// peers refused its votes as a non-member's (a removed node that
+    /// missed its removal). A leader heard of clears that doubt.
+    pub fn not_serving_reason(&self, m: &Metrics) -> Option<String> {
+        if let Some(why) = membership::not_serving_reason(m) {
+            return Some(why);
+        }
+        let refused = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
+        match (m.current_leader, refused.as_ref()) {
+            (None, Some(why)) => Some(format!(
+                "the cluster does not count node {} as a member ({why}): it was removed; stop it, and never reuse its id",
+                self.id
+            )),
+            _ => None,
+        }
+    }
+
+    /// This node's part in the cluster, as far as it can tell.
+    pub fn role(&self, m: &Metrics) -> membership::Role {
+        let refused = m.current_leader.is_none()
+            && self
+                .refusal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+        if refused {
+            membership::Role::NotAMember
+        } else {
+            membership::role(m)
         }
     }
 

@@ -6,6 +6,7 @@
 //! openraft as a `RemoteError`, and a transport failure as `Unreachable`
 //! (openraft then backs off instead of hammering a dead peer).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -41,9 +42,26 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .connect_lazy())
 }
 
+/// The metadata key with which a node marks a vote refused because the
+/// candidate is not a member of its cluster (see `api::raft_service`).
+pub const NOT_A_MEMBER_HEADER: &str = "x-taskd-not-a-member";
+
+/// The last refusal of this node's votes by peers that do not count it as
+/// a member: how a removed node that missed its removal learns of it.
+pub type Refusal = Arc<Mutex<Option<String>>>;
+
 /// Makes one [`PeerClient`] per target node.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    refusal: Refusal,
+}
+
+impl Network {
+    /// Where refusals of this node's votes are recorded.
+    pub fn refusal(&self) -> Refusal {
+        self.refusal.clone()
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -60,6 +78,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             client,
+            refusal: self.refusal.clone(),
         }
     }
 }
@@ -69,6 +88,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
+    refusal: Refusal,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -168,7 +188,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             .client()?
             .vote(with_deadline(proto::VoteRequest { payload }, &option))
             .await
-            .map_err(status_to_rpc_error)?;
+            .map_err(|status| {
+                if status.metadata().contains_key(NOT_A_MEMBER_HEADER) {
+                    let why = format!("node {} refused its vote: {}", self.target, status.message());
+                    tracing::warn!(peer = self.target, reason = %status.message(), "this node is not a member of the cluster it knew");
+                    *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+                status_to_rpc_error(status)
+            })?;
         self.decode_reply(&reply.into_inner().payload)
     }
 }

@@ -14,6 +14,7 @@ mod crash;
 #[cfg(feature = "failpoints")]
 mod crash_points;
 mod failover;
+mod membership;
 mod mesh;
 mod mysql_errors;
 mod mysql_restart;

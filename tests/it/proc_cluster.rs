@@ -10,9 +10,9 @@ use sqlx::migrate::MigrateDatabase;
 use taskd::store::Backend;
 
 use crate::process::{
-    spawn_node_on, wait_all_applied, wait_for_leader, wait_serving, TaskdProcess,
+    is_serving, spawn_node_on, wait_all_applied, wait_for_leader, wait_serving, TaskdProcess,
 };
-use crate::support::{init_tracing, mysql_server_url, unique_name};
+use crate::support::{eventually, init_tracing, mysql_server_url, unique_name};
 
 pub(crate) struct ProcessCluster {
     pub members: BTreeMap<u64, String>,
@@ -116,6 +116,36 @@ impl ProcessCluster {
     pub(crate) async fn restart(&mut self, id: u64) {
         self.spawn(id);
         wait_serving(&self.members[&id]).await;
+    }
+
+    /// Acts as the nodes' supervisor (systemd, Kubernetes) until every node
+    /// is SERVING: a node that exited (as a node does when its store failed
+    /// for good) is started again on its data. The ids restarted.
+    pub(crate) async fn supervise_until_serving(&mut self) -> Vec<u64> {
+        let mut restarted = Vec::new();
+        eventually("every node SERVING, exited ones restarted", || {
+            let exited: Vec<u64> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|(id, node)| node.has_exited().then_some(*id))
+                .collect();
+            for id in &exited {
+                eprintln!("node {id} exited; restarting it, as its supervisor would");
+                self.spawn(*id);
+            }
+            restarted.extend(exited);
+            let members = self.members.clone();
+            async move {
+                for addr in members.values() {
+                    if !is_serving(addr).await {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        })
+        .await;
+        restarted
     }
 
     /// Waits until every node of the cluster has applied the leader's log.

@@ -88,6 +88,11 @@ impl TaskdProcess {
         self.child.wait().expect("wait for the killed process")
     }
 
+    /// Whether the process has exited (it is then reaped).
+    pub(crate) fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Polls until the process has exited; panics after [`DEADLINE`].
     pub(crate) async fn wait_exit(&mut self) -> ExitStatus {
         let what = format!("{} to exit", self.name);

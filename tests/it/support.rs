@@ -10,6 +10,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
+use taskd::cluster::join::{JoinAs, JoinPlan};
 use taskd::config::NodeConfig;
 use taskd::proto::raft_service_client::RaftServiceClient;
 use taskd::proto::task_service_client::TaskServiceClient;
@@ -80,6 +81,8 @@ pub struct TestCluster {
     pub members: BTreeMap<u64, String>,
     urls: BTreeMap<u64, String>,
     running: BTreeMap<u64, RunningNode>,
+    /// Nodes started with `--join` rather than as founders.
+    joins: BTreeMap<u64, JoinPlan>,
     snapshots: SnapshotTuning,
     dir: tempfile::TempDir,
 }
@@ -121,6 +124,7 @@ impl TestCluster {
             members,
             urls,
             running: BTreeMap::new(),
+            joins: BTreeMap::new(),
             snapshots,
             dir,
         };
@@ -132,14 +136,25 @@ impl TestCluster {
     }
 
     fn spawn(&mut self, id: u64, listener: TcpListener) {
+        let join = self.joins.get(&id).cloned();
+        let founders = self
+            .members
+            .iter()
+            .filter(|(id, _)| !self.joins.contains_key(id))
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
         let config = NodeConfig {
             node_id: id,
             advertise: self.members[&id].clone(),
             data_dir: self.dir.path().join(format!("node{id}")),
             database_url: self.urls[&id].clone(),
             allow_lossy_database: false,
-            initial_cluster: self.members.clone(),
-            join: None,
+            initial_cluster: if join.is_some() {
+                Default::default()
+            } else {
+                founders
+            },
+            join,
             snapshots: self.snapshots,
             raft_timing: Default::default(),
         };
@@ -148,6 +163,38 @@ impl TestCluster {
             let _ = stopped.await;
         }));
         self.running.insert(id, RunningNode { stop, task });
+    }
+
+    /// Starts a new, empty node `id` that joins the cluster through the
+    /// running members (`taskd serve --join … --join-as …`); returns at once.
+    pub async fn join_node(&mut self, id: u64, join_as: JoinAs) {
+        assert!(!self.members.contains_key(&id), "node ids are never reused");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let url = match self.backend {
+            Backend::Sqlite => format!("sqlite://{}/node{id}/taskd.db", self.dir.path().display()),
+            Backend::Mysql => {
+                let first = self.urls.values().next().expect("a node").clone();
+                let (base, _) = first.rsplit_once("_n").expect("url ends _n<id>");
+                format!("{base}_n{id}")
+            }
+        };
+        let seeds = self
+            .running_ids()
+            .iter()
+            .map(|id| self.members[id].clone())
+            .collect();
+        self.joins.insert(
+            id,
+            JoinPlan {
+                seeds,
+                advertise: addr.clone(),
+                join_as,
+            },
+        );
+        self.members.insert(id, addr);
+        self.urls.insert(id, url);
+        self.spawn(id, listener);
     }
 
     pub fn addr(&self, id: u64) -> &str {

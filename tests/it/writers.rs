@@ -44,6 +44,8 @@ struct Shared {
     acked: AtomicUsize,
     /// Attempts that followed a failed attempt of the same create.
     retries: AtomicUsize,
+    /// Creates whose retry failed too (a retry-once client would have failed).
+    failed_twice: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -57,6 +59,8 @@ pub(crate) struct Writers {
 pub(crate) struct Seen {
     pub outcomes: BTreeMap<String, Attempt>,
     pub retries: usize,
+    /// Creates that failed on a first retry as well.
+    pub failed_twice: usize,
 }
 
 impl Writers {
@@ -98,6 +102,7 @@ impl Writers {
         Seen {
             outcomes: std::mem::take(&mut *self.shared.outcomes.lock().unwrap()),
             retries: self.shared.retries.load(Ordering::Relaxed),
+            failed_twice: self.shared.failed_twice.load(Ordering::Relaxed),
         }
     }
 }
@@ -150,6 +155,9 @@ async fn create_with_retries(
     shared: &Shared,
 ) -> Attempt {
     for attempt in 0..MAX_ATTEMPTS {
+        if attempt == 2 {
+            shared.failed_twice.fetch_add(1, Ordering::Relaxed);
+        }
         if attempt > 0 {
             shared.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(100)).await; // a client's backoff
