@@ -14,6 +14,8 @@
 #              (buf from PyPI/npm into target/tools, see scripts/buf.sh)
 #   fmt        cargo fmt --all -- --check
 #   clippy     cargo clippy --workspace --all-targets --features "$TASKD_TEST_FEATURES" -- -D warnings
+#   runbooks   scripts/runbooks.sh: the README's "Operating a cluster" runbooks, verbatim,
+#              on taskd serve processes on 127.0.0.1:50061-50066 under a writer
 #   codegen    scripts/gen_python.sh, then fail if the Python client's generated stubs differ
 #              from the committed ones (run the script and commit its output)
 #   test       cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" if
@@ -203,10 +205,15 @@ step_readme() {
   scripts/readme_examples.sh
 }
 
+step_runbooks() {
+  step "README runbooks (Operating a cluster), verbatim, on taskd serve processes"
+  scripts/runbooks.sh
+}
+
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy codegen readme python test chaos fuzz)
+CHECK_STEPS=(fmt clippy codegen readme runbooks python test chaos fuzz)
 
 # ---- main --------------------------------------------------------------------------
 
