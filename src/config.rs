@@ -33,6 +33,9 @@ pub enum Command {
     /// Administer a running cluster: status, add-learner, promote, remove,
     /// transfer-leader.
     Cluster(crate::cli::cluster::ClusterArgs),
+    /// DANGEROUS, when a majority of the voters is lost for good: turn one
+    /// stopped survivor's data into a new one-node cluster.
+    Recover(crate::cli::recover::RecoverArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => taskd::dev::run(args, shutdown_signal()).await?,
         Command::Bench(args) => taskd::bench::run(args, shutdown_signal()).await?,
         Command::Cluster(args) => one_line(taskd::cli::cluster::run(args).await),
+        Command::Recover(args) => one_line(taskd::cli::recover::run(args).await),
     }
     Ok(())
 }

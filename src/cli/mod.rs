@@ -2,9 +2,11 @@
 //! `RaftService`. Each takes `--endpoints` (any live members) and tries
 //! them in turn; the node asked forwards to the leader.
 //!
-//! - [`cluster`]: `taskd cluster status|add-learner|promote|remove|transfer-leader`.
+//! - [`cluster`]: `taskd cluster status|health|add-learner|promote|remove|transfer-leader`.
+//! - [`recover`]: `taskd recover --force-new-cluster`, offline, on a node's data.
 
 pub mod cluster;
+pub mod recover;
 
 use std::time::Duration;
 

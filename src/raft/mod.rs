@@ -7,6 +7,7 @@
 //! - [`state_machine`]: `RaftStateMachine`: one database transaction per batch.
 //! - [`proposer`]: the leader's writes, batched into entries (one in flight).
 //! - [`read_index`]: read indexes for linearizable reads on every node, shared rounds.
+//! - [`recover`]: `taskd recover --force-new-cluster`, when a majority is lost for good.
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`batcher`]: single-flight batching (the proposer, shared read-index rounds).
 //! - [`codec`]: how openraft values become bytes (log rows, RPC payloads).
@@ -22,6 +23,7 @@ pub mod log_writer;
 pub mod network;
 pub mod proposer;
 pub mod read_index;
+pub mod recover;
 pub mod retry;
 pub mod state_machine;
 

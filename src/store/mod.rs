@@ -15,6 +15,7 @@
 //! - `apply`: [`Store::apply_batch`], the state machine's one write path
 //! - `snapshot`: `sm_meta`, [`Store::export`] / [`Store::import`]
 //! - `snapshot_data`: the stored snapshot, written chunk by chunk
+//! - `recover`: forgetting the Raft group (`taskd recover --force-new-cluster`)
 //!
 //! Request-id expiry: a request id is live for a command whose running
 //! maximum `now` (over the batch so far) is at most `create_time +
@@ -27,6 +28,7 @@ mod pool;
 mod apply;
 mod error;
 mod log;
+mod recover;
 mod rows;
 mod snapshot;
 mod snapshot_data;

@@ -25,6 +25,7 @@ mod partition;
 mod proc_cluster;
 mod process;
 mod races;
+mod recover;
 mod replication;
 mod snapshot;
 mod storage_suite;

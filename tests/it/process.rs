@@ -25,7 +25,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::{eventually, init_tracing, DEADLINE};
 
-const TASKD: &str = env!("CARGO_BIN_EXE_taskd");
+pub(crate) const TASKD: &str = env!("CARGO_BIN_EXE_taskd");
 
 /// A running `taskd` process. Dropping it kills (SIGKILL) and reaps the
 /// process if it still runs, so a panicking test leaves nothing behind; while
@@ -226,7 +226,7 @@ pub(crate) async fn wait_all_applied(nodes: &BTreeMap<u64, String>) {
 /// Creates a task through `addr` and returns the id the server acknowledged.
 /// Retries (with the same request_id, so never twice) only while the cluster
 /// says it is UNAVAILABLE or the call timed out; any other error fails.
-async fn create_acknowledged(addr: &str, title: &str) -> String {
+pub(crate) async fn create_acknowledged(addr: &str, title: &str) -> String {
     let client = TaskServiceClient::new(channel(addr));
     let request = CreateTaskRequest {
         title: title.into(),
@@ -247,7 +247,7 @@ async fn create_acknowledged(addr: &str, title: &str) -> String {
     .await
 }
 
-async fn get_task(addr: &str, id: &str, consistency: ReadConsistency) -> Task {
+pub(crate) async fn get_task(addr: &str, id: &str, consistency: ReadConsistency) -> Task {
     TaskServiceClient::new(channel(addr))
         .get_task(GetTaskRequest {
             id: id.into(),
