@@ -120,7 +120,14 @@ async fn serve(
         config.raft_timing,
         refusal,
     );
-    let ctx = NodeContext::new(id, raft.clone(), store, proposer, read_index.clone());
+    let ctx = NodeContext::new(
+        id,
+        raft.clone(),
+        store,
+        proposer,
+        read_index.clone(),
+        cluster.clone(),
+    );
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 

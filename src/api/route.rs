@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::error::ApiError;
+use crate::cluster::Cluster;
 use crate::domain::{Command, CommandResult, Micros};
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::raft::network::{channel, MAX_MESSAGE_BYTES};
@@ -41,6 +42,8 @@ pub struct NodeContext {
     /// Shared read-index rounds (also answers peers' `ReadIndex`).
     read_index: ReadIndex,
     leaders: Arc<Mutex<HashMap<String, TaskServiceClient<Channel>>>>,
+    /// Whether this node is still a member.
+    cluster: Cluster,
 }
 
 /// One incoming call's routing state: how far it travelled, how long it may take.
@@ -172,9 +175,11 @@ impl NodeContext {
         store: Store,
         proposer: Proposer,
         read_index: ReadIndex,
+        cluster: Cluster,
     ) -> Self {
         Self {
             id,
+            cluster,
             proposer,
             read_index,
             raft,
@@ -207,7 +212,17 @@ impl NodeContext {
     }
 
     /// Waits, within the call's budget, until some node is known as leader.
+    /// UNAVAILABLE at once, saying why, on a node that was removed.
+    pub fn ensure_member(&self) -> Result<(), ApiError> {
+        let removed = self.cluster.removed(&self.raft.metrics().borrow());
+        match removed {
+            Some(why) => Err(ApiError::Unavailable(format!("{why}; ask another node"))),
+            None => Ok(()),
+        }
+    }
+
     async fn leader(&self, call: &Call) -> Result<Leader, ApiError> {
+        self.ensure_member()?;
         self.wait_for(call, "waiting for a leader", |m| {
             let leader = m.current_leader?;
             if leader == self.id {

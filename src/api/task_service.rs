@@ -54,6 +54,8 @@ impl TaskApi {
 /// Makes the read that follows linearizable unless it asked for STALE:
 /// either way it is then served from this node's own database.
 async fn before_read(ctx: &NodeContext, call: &Call, consistency: i32) -> Result<(), ApiError> {
+    // A removed node's copy stops moving: even a STALE read is refused.
+    ctx.ensure_member()?;
     if is_stale("consistency", consistency)? {
         return Ok(());
     }

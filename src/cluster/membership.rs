@@ -88,7 +88,13 @@ pub fn not_serving_reason(m: &Metrics) -> Option<String> {
     if membership.nodes().next().is_none() {
         return Some("not a member of any cluster yet (waiting to join)".into());
     }
-    if membership.get_node(&m.id).is_none() {
+    removed_reason(m)
+}
+
+/// Why this node counts itself removed: its membership names others, not it.
+pub fn removed_reason(m: &Metrics) -> Option<String> {
+    let membership = m.membership_config.membership();
+    if membership.nodes().next().is_some() && membership.get_node(&m.id).is_none() {
         return Some(format!(
             "node {} was removed from the cluster (its members are now {:?}); \
              it takes no part any more: stop it, and never reuse its id",

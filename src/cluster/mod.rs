@@ -120,9 +120,16 @@ impl Cluster {
     /// peers refused its votes as a non-member's (a removed node that
     /// missed its removal). A leader heard of clears that doubt.
     pub fn not_serving_reason(&self, m: &Metrics) -> Option<String> {
-        if let Some(why) = membership::not_serving_reason(m) {
-            return Some(why);
-        }
+        membership::not_serving_reason(m).or_else(|| self.refused_reason(m))
+    }
+
+    /// Why this node is no member any more, if it knows or was told so;
+    /// calls to it then fail at once instead of waiting for a leader.
+    pub fn removed(&self, m: &Metrics) -> Option<String> {
+        membership::removed_reason(m).or_else(|| self.refused_reason(m))
+    }
+
+    fn refused_reason(&self, m: &Metrics) -> Option<String> {
         let refused = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
         match (m.current_leader, refused.as_ref()) {
             (None, Some(why)) => Some(format!(

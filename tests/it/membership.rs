@@ -79,6 +79,12 @@ async fn replace_a_node_under_writes(cluster: &mut TestCluster) {
         .expect("remove node 3")
         .into_inner();
     assert!(removed.members.iter().all(|m| m.node_id != 3));
+    let status = eventually("the removed node 3 says it was removed", || async {
+        let s = cluster.status(3).await?;
+        (!s.not_serving_reason.is_empty()).then_some(s)
+    })
+    .await;
+    assert_eq!(status.role(), NodeRole::NotAMember, "{status:?}");
     cluster.stop_node(3).await;
     let acked = writers.acked();
     writers.wait_acked(acked + 20).await;
@@ -330,6 +336,18 @@ async fn a_removed_node_restarted_on_old_data_does_not_disturb_the_cluster() {
         reply.status(),
         tonic_health::pb::health_check_response::ServingStatus::NotServing
     );
+    // Calls to it fail at once, saying why, so that clients go elsewhere.
+    let refused = cluster
+        .client(gone)
+        .await
+        .list_tasks(proto::ListTasksRequest {
+            consistency: proto::ReadConsistency::Stale.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a removed node serves nothing");
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(refused.message().contains("removed"), "{refused:?}");
     create_n(&cluster, leader, "after", 5).await;
     cluster.stop_node(gone).await;
     cluster.shutdown().await;
