@@ -92,7 +92,8 @@ pub struct BenchArgs {
     #[arg(long, env = "TASKD_BENCH_SERVER_PIDS", value_delimiter = ',')]
     pub server_pids: Vec<u32>,
 
-    /// With `--workload failover`: how many leaders to kill, one after another.
+    /// With `--workload failover`: how many leaders to kill, one after
+    /// another; with `transfer` and `stop-leader`: how many moves.
     #[arg(long, env = "TASKD_BENCH_KILLS", default_value_t = 10)]
     pub kills: usize,
 
@@ -148,6 +149,12 @@ pub enum Workload {
     /// per try, retried at once on the survivors) is acknowledged, restart
     /// the node, repeat --kills times.
     Failover,
+    /// Only with --nodes: TransferLeadership away from the leader under a
+    /// sequential writer; the longest wait between two acknowledged writes.
+    Transfer,
+    /// Only with --nodes: SIGTERM to the leader (it hands over first) under
+    /// a sequential writer, then a restart; measured as `transfer`.
+    StopLeader,
 }
 
 impl Workload {
@@ -160,12 +167,17 @@ impl Workload {
             Workload::Update => "update",
             Workload::Mixed => "mixed",
             Workload::Failover => "failover",
+            Workload::Transfer => "transfer",
+            Workload::StopLeader => "stop-leader",
         }
     }
 
     /// Whether the workload reads or changes tasks that must exist first.
     pub fn needs_preload(self) -> bool {
-        !matches!(self, Workload::Create | Workload::Failover)
+        !matches!(
+            self,
+            Workload::Create | Workload::Failover | Workload::Transfer | Workload::StopLeader
+        )
     }
 }
 
@@ -197,13 +209,17 @@ impl BenchArgs {
                 bail!("--database-url-template {template:?} has no {{id}}: each node needs its own database");
             }
         }
-        if self.workload == Workload::Failover {
+        if matches!(
+            self.workload,
+            Workload::Failover | Workload::Transfer | Workload::StopLeader
+        ) {
+            let name = self.workload.name();
             match self.nodes {
                 None => bail!(
-                    "--workload failover kills local nodes: it needs --nodes, not --endpoints"
+                    "--workload {name} moves the leader of local nodes: it needs --nodes, not --endpoints"
                 ),
                 Some(n) if n < 3 => bail!(
-                    "--workload failover needs --nodes 3 or more (a quorum must survive a kill)"
+                    "--workload {name} needs --nodes 3 or more (a quorum must survive the move)"
                 ),
                 Some(_) => {}
             }

@@ -171,6 +171,16 @@ impl LocalCluster {
             .with_context(|| format!("cannot kill node {id}"))
     }
 
+    /// SIGTERM to node `id` (a leader hands over first), and waits until it
+    /// has exited; it is started again by [`Self::restart`].
+    pub async fn terminate(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        let child = node.child.take().context("the node is not running")?;
+        terminate(&child);
+        reap(child, STOP_GRACE).await;
+        Ok(())
+    }
+
     /// Starts node `id` again on its data directory and database, after
     /// reaping the old process.
     pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {

@@ -63,7 +63,7 @@ pub async fn run(cluster: &mut LocalCluster, kills: usize) -> anyhow::Result<Fai
 }
 
 /// Polls until every node names the same leader; returns its id.
-async fn agreed_leader(cluster: &LocalCluster) -> anyhow::Result<u64> {
+pub(super) async fn agreed_leader(cluster: &LocalCluster) -> anyhow::Result<u64> {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
     loop {
@@ -85,7 +85,7 @@ async fn agreed_leader(cluster: &LocalCluster) -> anyhow::Result<u64> {
 }
 
 /// Polls until every node has applied the leader's whole log.
-async fn converged(cluster: &LocalCluster) -> anyhow::Result<()> {
+pub(super) async fn converged(cluster: &LocalCluster) -> anyhow::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut statuses = Vec::new();

@@ -65,7 +65,9 @@ impl Workload {
                 50..80 => Op::Create,
                 _ => Op::Update,
             },
-            Workload::Failover => unreachable!("failover is not a load workload"),
+            Workload::Failover | Workload::Transfer | Workload::StopLeader => {
+                unreachable!("{} is not a load workload", self.name())
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   the measured window, the progress line.
 //! - [`taskd_target`], `etcd_target`: what each workload's call is on each target.
 //! - [`failover`]: kill -9 the leader, time the first acknowledged write.
+//! - [`handover`]: planned leadership moves (transfer, SIGTERM to the leader).
 //! - [`procstat`]: CPU seconds and resident memory from `/proc`.
 //! - [`report`]: percentiles, the text summary and the JSON line.
 
@@ -20,6 +21,7 @@ mod cluster;
 #[cfg(feature = "etcd")]
 mod etcd_target;
 mod failover;
+mod handover;
 mod load;
 mod procstat;
 mod report;
@@ -76,6 +78,11 @@ async fn run_inner(args: BenchArgs, shutdown: impl Future<Output = ()>) -> anyho
 async fn drive_local(args: &BenchArgs, cluster: &mut LocalCluster) -> anyhow::Result<()> {
     if args.workload == Workload::Failover {
         let report = failover::run(cluster, args.kills).await?;
+        report.print(args.output);
+        return Ok(());
+    }
+    if matches!(args.workload, Workload::Transfer | Workload::StopLeader) {
+        let report = handover::run(cluster, args.kills, args.workload).await?;
         report.print(args.output);
         return Ok(());
     }

@@ -197,10 +197,15 @@ pub struct FailoverReport {
     pub nodes: usize,
     pub database: &'static str,
     pub kills: usize,
-    /// Kill -9 of the leader → first acknowledged CreateTask, one per kill.
+    /// failover: kill -9 of the leader → first acknowledged CreateTask, one
+    /// per kill; transfer / stop-leader: the longest wait between two
+    /// acknowledged writes around each move.
     pub failover_ms: Vec<f64>,
     pub failover_median_ms: f64,
     pub failover_max_ms: f64,
+    /// transfer / stop-leader: write tries that failed (each retried at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_tries: Option<usize>,
 }
 
 impl FailoverReport {
@@ -214,12 +219,33 @@ impl FailoverReport {
             failover_median_ms: median(&failover_ms),
             failover_max_ms: failover_ms.iter().copied().fold(0.0, f64::max),
             failover_ms,
+            failed_tries: None,
         }
+    }
+
+    /// The report of a planned move (`transfer`, `stop-leader`).
+    pub fn for_workload(mut self, workload: Workload, failed_tries: usize) -> Self {
+        self.workload = workload.name();
+        self.failed_tries = Some(failed_tries);
+        self
     }
 
     pub fn print(&self, format: OutputFormat) {
         match format {
             OutputFormat::Json => println!("{}", json_line(self)),
+            OutputFormat::Text if self.failed_tries.is_some() => println!(
+                "taskd {}: {} nodes ({}), {} leadership moves\n  \
+                 longest wait between acknowledged writes: median {} ms, max {} ms\n  \
+                 each: {:?} ms; failed write tries: {}",
+                self.workload,
+                self.nodes,
+                self.database,
+                self.kills,
+                self.failover_median_ms,
+                self.failover_max_ms,
+                self.failover_ms,
+                self.failed_tries.unwrap_or(0)
+            ),
             OutputFormat::Text => println!(
                 "taskd failover: {} nodes ({}), {} kills of the leader\n  \
                  kill -9 → first acknowledged write: median {} ms, max {} ms\n  each: {:?} ms",
