@@ -25,7 +25,6 @@ pub mod read_index;
 pub mod retry;
 pub mod state_machine;
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -42,7 +41,9 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file in the node's snapshot directory (`state_machine`): never
+        // a whole snapshot in memory.
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
