@@ -96,8 +96,7 @@ impl StateMachine {
         snapshot.rewind().await.map_err(io_err)?;
         let converted = anonymous_file(&self.snapshot_dir).await?;
         let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, converted);
-        let input = BufReader::with_capacity(FILE_BUFFER_BYTES, snapshot);
-        let (out, _) = legacy::convert(input, out).await?;
+        let (out, _) = legacy::convert(snapshot.into_std().await, out).await?;
         Ok(out.into_inner())
     }
 

@@ -153,9 +153,19 @@ async fn legacy_blobs_convert() {
     let blob = crate::raft::codec::encode(&original).unwrap();
     assert!(legacy::is_legacy(blob[0]));
     assert!(!legacy::is_legacy(MAGIC[0]));
-    let (converted, summary) = legacy::convert(&blob[..], Vec::new()).await.unwrap();
+    let (converted, summary) = legacy::convert(std::io::Cursor::new(blob.clone()), Vec::new())
+        .await
+        .unwrap();
     assert_eq!((summary.tasks, summary.request_ids), (25, 12));
     assert_eq!(read_back(&converted).await.unwrap(), original);
     let empty = crate::raft::codec::encode(&StateDump::default()).unwrap();
     assert!(legacy::is_legacy(empty[0]));
+    let (converted, _) = legacy::convert(std::io::Cursor::new(empty), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(read_back(&converted).await.unwrap(), StateDump::default());
+    let cut = blob[..blob.len() / 2].to_vec();
+    assert!(legacy::convert(std::io::Cursor::new(cut), Vec::new())
+        .await
+        .is_err());
 }
