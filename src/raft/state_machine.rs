@@ -9,11 +9,12 @@
 //! Snapshots are files ([`crate::store::snapshot_file`]'s format) in the
 //! node's snapshot directory, streamed record by record: a build writes one
 //! from a consistent read, a receive writes the chunks openraft hands over
-//! into one, an install imports one in bounded batches. The files are
-//! anonymous (unlinked as soon as they are created): a crash leaves none
-//! behind, and the durable copy of a snapshot is in the database.
+//! into one, an install imports one in bounded batches. Scratch files are
+//! anonymous or removed on drop, and the durable copy of a snapshot is in
+//! the database; the current one also has a file of its own, for sending
+//! ([`super::snapshot_files`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -22,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader, BufWriter};
 
 use super::codec;
 use super::retry::with_retry;
+use super::snapshot_files::SnapshotFiles;
 use super::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::domain::{BatchResults, Command};
 use crate::store::snapshot_file::legacy;
@@ -35,22 +37,11 @@ pub struct StateMachine {
     /// that `sm_meta` is always whole.
     membership: Option<Vec<u8>>,
     /// Where snapshot files live while they are built, sent or installed.
-    snapshot_dir: PathBuf,
+    files: SnapshotFiles,
 }
 
 /// Read-ahead and write-behind of snapshot files.
 const FILE_BUFFER_BYTES: usize = 1 << 16;
-
-/// A new anonymous file in `dir`: gone when its last handle closes, or
-/// with the process.
-async fn anonymous_file(dir: &Path) -> Result<File, StoreError> {
-    let dir = dir.to_path_buf();
-    let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
-        .await
-        .map_err(|e| SnapshotFileError::Io(std::io::Error::other(e)))?
-        .map_err(SnapshotFileError::Io)?;
-    Ok(File::from_std(file))
-}
 
 fn io_err(e: std::io::Error) -> StoreError {
     SnapshotFileError::Io(e).into()
@@ -72,14 +63,12 @@ impl StateMachine {
     /// The state machine over `store`, with its snapshot files in
     /// `snapshot_dir` (created if missing; `<data-dir>/snapshots`).
     pub async fn new(store: Store, snapshot_dir: PathBuf) -> Result<Self, StorageError> {
-        tokio::fs::create_dir_all(&snapshot_dir)
-            .await
-            .map_err(|e| read_err(io_err(e)))?;
+        let files = SnapshotFiles::open(snapshot_dir).await.map_err(read_err)?;
         let meta = store.sm_meta().await.map_err(read_err)?;
         Ok(Self {
             store,
             membership: meta.membership,
-            snapshot_dir,
+            files,
         })
     }
 
@@ -94,7 +83,7 @@ impl StateMachine {
         }
         tracing::info!("converting a snapshot of the format before version 1");
         snapshot.rewind().await.map_err(io_err)?;
-        let converted = anonymous_file(&self.snapshot_dir).await?;
+        let converted = self.files.anonymous().await?;
         let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, converted);
         let (out, _) = legacy::convert(snapshot.into_std().await, out).await?;
         Ok(out.into_inner())
@@ -117,12 +106,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         // One consistent read of the tables and the last_applied they
         // reflect, streamed into a file.
-        let dir = &self.snapshot_dir;
+        let files = &self.files;
         let store = &self.store;
-        let (file, summary) = with_retry("write_snapshot", || async {
-            let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, anonymous_file(dir).await?);
+        let (file, summary, scratch) = with_retry("write_snapshot", || async {
+            let (file, scratch) = files.scratch().await?;
+            let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, file);
             let (out, summary) = store.write_snapshot(out).await?;
-            Ok((out.into_inner(), summary))
+            Ok((out.into_inner(), summary, scratch))
         })
         .await
         .map_err(snapshot_err)?;
@@ -147,7 +137,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let replaces = |stored: &[u8]| {
             codec::decode::<SnapshotMeta>(stored).map_or(true, |s| s.last_log_id < meta.last_log_id)
         };
-        with_retry("put_snapshot", || async {
+        let stored = with_retry("put_snapshot", || async {
             let mut file = file.try_clone().await.map_err(io_err)?;
             file.rewind().await.map_err(io_err)?;
             let input = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
@@ -155,6 +145,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         })
         .await
         .map_err(snapshot_err)?;
+        if stored {
+            files
+                .keep(&file, scratch, &meta.snapshot_id)
+                .await
+                .map_err(snapshot_err)?;
+        }
         let mut file = file;
         file.rewind().await.map_err(snapshot_err)?;
         Ok(Snapshot {
@@ -239,9 +235,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
         // Its import, not the log store, purges the log it covers.
         self.store.expect_import();
-        let file = anonymous_file(&self.snapshot_dir)
-            .await
-            .map_err(snapshot_err)?;
+        let file = self.files.anonymous().await.map_err(snapshot_err)?;
         Ok(Box::new(file))
     }
 
@@ -290,24 +284,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let dir = &self.snapshot_dir;
         let store = &self.store;
+        let files = &self.files;
+        let Some(meta_bytes) = with_retry("snapshot_meta", || store.snapshot_meta())
+            .await
+            .map_err(read_err)?
+        else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(read_err)?;
+        if let Some(file) = files.current(&meta.snapshot_id).await {
+            return Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(file),
+            }));
+        }
+        // No copy yet (an installed snapshot, or the first send since a
+        // restart): rebuild it from the database, a chunk at a time.
         let stored = with_retry("read_snapshot", || async {
-            let mut out = BufWriter::with_capacity(FILE_BUFFER_BYTES, anonymous_file(dir).await?);
+            let (file, scratch) = files.scratch().await?;
+            let mut out = BufWriter::with_capacity(FILE_BUFFER_BYTES, file);
             Ok(store
                 .read_snapshot_into(&mut out)
                 .await?
-                .map(|meta| (meta, out.into_inner())))
+                .map(|meta| (meta, out.into_inner(), scratch)))
         })
         .await
         .map_err(read_err)?;
-        let Some((meta_bytes, mut file)) = stored else {
+        let Some((meta_bytes, mut file, scratch)) = stored else {
             return Ok(None);
         };
+        // The stored snapshot may have changed since its meta was read.
         let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(read_err)?;
         // A legacy snapshot stored before an upgrade goes out as it is:
         // receivers of this release convert it, those of the last one still
         // read it.
+        if let Err(e) = files.keep(&file, scratch, &meta.snapshot_id).await {
+            tracing::warn!(error = %e, "could not keep a copy of the current snapshot");
+        }
         file.rewind().await.map_err(read_err)?;
         Ok(Some(Snapshot {
             meta,

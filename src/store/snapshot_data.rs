@@ -56,6 +56,16 @@ impl Store {
         Ok(replaced)
     }
 
+    /// The stored snapshot's meta, without its data.
+    pub async fn snapshot_meta(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let meta: Option<(Vec<u8>,)> = on_pool!(self, read, |pool| {
+            sqlx::query_as("SELECT meta FROM snapshot WHERE id = 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(meta.map(|(meta,)| meta))
+    }
+
     /// Writes the stored snapshot's data to `out`, a chunk at a time, and
     /// returns its meta; `None` (and nothing written) if there is none.
     /// Meta and chunks are read in one transaction, so a snapshot stored

@@ -10,13 +10,15 @@ use crate::raft::Entry;
 use crate::store::testutil::{create, each_backend, new_task, refuse_poisoned_titles};
 use crate::store::Store;
 
-/// A snapshot directory that lives as long as the test process (the
-/// snapshot files in it are anonymous and vanish on their own).
+/// A snapshot directory of its own (a state machine clears scratch files
+/// of its directory when it opens), under one directory per test process.
 fn snapshot_dir() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"))
         .path()
-        .to_path_buf()
+        .join(format!("sm{n}"))
 }
 
 /// A fresh SQLite store in its own directory (kept alive by the `TempDir`).
