@@ -20,6 +20,9 @@ pub const APPLY_BEFORE_COMMIT: &str = "apply-before-commit";
 pub const PURGE_COMMITTED: &str = "purge-committed";
 /// Before an installed snapshot's import transaction begins (so also before it commits).
 pub const SNAPSHOT_IMPORT: &str = "snapshot-import";
+/// After a batch of a snapshot's records was written inside its import
+/// transaction, before the next batch (and long before the COMMIT).
+pub const SNAPSHOT_IMPORT_BATCH: &str = "snapshot-import-batch";
 /// A received `InstallSnapshot` chunk that is not the first one, before openraft takes it.
 pub const SNAPSHOT_CHUNK_RECEIVED: &str = "snapshot-chunk-received";
 /// Before sending an `InstallSnapshot` chunk that is not the first one.

@@ -84,7 +84,9 @@ async fn serve(
     let mut log_store = LogStore::new(store.clone());
     // Health waits until what was committed before this start is applied again.
     let committed_at_start = log_store.read_committed().await.map_err(raft_err)?;
-    let state_machine = StateMachine::new(store.clone()).await.map_err(raft_err)?;
+    let state_machine = StateMachine::new(store.clone(), config.data_dir.join("snapshots"))
+        .await
+        .map_err(raft_err)?;
     let raft_config =
         Arc::new(raft_config("taskd", config.snapshots, config.raft_timing).map_err(raft_err)?);
     let network = Network::default();

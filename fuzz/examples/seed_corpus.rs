@@ -13,7 +13,7 @@ use prost::Message;
 use taskd::domain::{Command, NewTask, Task, TaskPatch, TaskPriority, TaskStatus, WriteBatch};
 use taskd::proto;
 use taskd::raft::{codec, Entry, SnapshotMeta, TypeConfig, Vote};
-use taskd::store::{RequestIdRow, SmMeta, StateDump};
+use taskd::store::{snapshot_file, RequestIdRow, SmMeta, StateDump};
 
 fn write(target: &str, seeds: Vec<Vec<u8>>) {
     let dir = Path::new("fuzz/corpus").join(target);
@@ -207,6 +207,7 @@ fn entries() -> Vec<Entry> {
                 deadline: Some(None),
                 ..Default::default()
             },
+            request_id: None,
         },
         Command::UpdateTask {
             id: "b".into(),
@@ -217,11 +218,13 @@ fn entries() -> Vec<Entry> {
                 labels: Some(vec![]),
                 ..Default::default()
             },
+            request_id: None,
         },
         Command::DeleteTask {
             id: "b".into(),
             expected_version: 0,
             now: 9,
+            request_id: None,
         },
     ];
     vec![
@@ -277,9 +280,15 @@ fn snapshot_seeds() -> Vec<Vec<u8>> {
             request_id: "k".into(),
             task_id: "a".into(),
             create_time: 5,
+            fingerprint: vec![1, 2],
+            result: None,
         }],
     };
-    let data = codec::encode(&dump).expect("encode");
+    let legacy = codec::encode(&dump).expect("encode");
+    // Format 1 (store::snapshot_file), what nodes send and store now.
+    let data = futures::executor::block_on(snapshot_file::legacy::write_dump(&dump, Vec::new()))
+        .expect("write a snapshot file")
+        .0;
     let meta = SnapshotMeta {
         last_log_id: Some(log_id(2, 9)),
         last_membership: StoredMembership::new(Some(log_id(1, 2)), membership()),
@@ -296,8 +305,16 @@ fn snapshot_seeds() -> Vec<Vec<u8>> {
         .expect("encode")
     };
     let half = data.len() / 2;
+    let empty = futures::executor::block_on(snapshot_file::legacy::write_dump(
+        &StateDump::default(),
+        Vec::new(),
+    ))
+    .expect("write a snapshot file")
+    .0;
     vec![
         data.clone(),
+        empty,
+        legacy,
         codec::encode(&StateDump::default()).expect("encode"),
         chunk(0, data.clone(), true),
         chunk(0, data[..half].to_vec(), false),

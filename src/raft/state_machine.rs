@@ -5,17 +5,29 @@
 //! once goes to one `Store::apply_batch` call, i.e. one transaction that also records
 //! `last_applied` (and the membership), so a crash can neither apply an entry
 //! twice nor skip one.
+//!
+//! Snapshots are files ([`crate::store::snapshot_file`]'s format) in the
+//! node's snapshot directory, streamed record by record: a build writes one
+//! from a consistent read, a receive writes the chunks openraft hands over
+//! into one, an install imports one in bounded batches. Scratch files are
+//! anonymous or removed on drop, and the durable copy of a snapshot is in
+//! the database; the current one also has a file of its own, for sending
+//! ([`super::snapshot_files`]).
 
-use std::io::Cursor;
+use std::path::PathBuf;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader, BufWriter};
 
 use super::codec;
 use super::retry::with_retry;
+use super::snapshot_files::SnapshotFiles;
 use super::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::domain::{BatchResults, Command};
-use crate::store::{SmMeta, StateDump, Store, StoreError};
+use crate::store::snapshot_file::legacy;
+use crate::store::{ImportOptions, SmMeta, SnapshotFileError, Store, StoreError};
 
 /// openraft's state machine over a [`Store`].
 #[derive(Clone)]
@@ -24,6 +36,15 @@ pub struct StateMachine {
     /// The encoded membership as last applied; rewritten with every batch so
     /// that `sm_meta` is always whole.
     membership: Option<Vec<u8>>,
+    /// Where snapshot files live while they are built, sent or installed.
+    files: SnapshotFiles,
+}
+
+/// Read-ahead and write-behind of snapshot files.
+const FILE_BUFFER_BYTES: usize = 1 << 16;
+
+fn io_err(e: std::io::Error) -> StoreError {
+    SnapshotFileError::Io(e).into()
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -39,12 +60,33 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError {
 }
 
 impl StateMachine {
-    pub async fn new(store: Store) -> Result<Self, StorageError> {
+    /// The state machine over `store`, with its snapshot files in
+    /// `snapshot_dir` (created if missing; `<data-dir>/snapshots`).
+    pub async fn new(store: Store, snapshot_dir: PathBuf) -> Result<Self, StorageError> {
+        let files = SnapshotFiles::open(snapshot_dir).await.map_err(read_err)?;
         let meta = store.sm_meta().await.map_err(read_err)?;
         Ok(Self {
             store,
             membership: meta.membership,
+            files,
         })
+    }
+
+    /// `snapshot` in the current format: a legacy blob (from a node of a
+    /// release before snapshot format 1) is converted into a new file.
+    async fn upgraded(&self, mut snapshot: File) -> Result<File, StoreError> {
+        snapshot.rewind().await.map_err(io_err)?;
+        let mut first = [0u8; 1];
+        let n = snapshot.read(&mut first).await.map_err(io_err)?;
+        if n == 0 || !legacy::is_legacy(first[0]) {
+            return Ok(snapshot);
+        }
+        tracing::info!("converting a snapshot of the format before version 1");
+        snapshot.rewind().await.map_err(io_err)?;
+        let converted = self.files.anonymous().await?;
+        let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, converted);
+        let (out, _) = legacy::convert(snapshot.into_std().await, out).await?;
+        Ok(out.into_inner())
     }
 
     fn decode_meta(meta: &SmMeta) -> Result<(Option<LogId>, StoredMembership), StorageError> {
@@ -62,11 +104,19 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        // One consistent read: the tables and the last_applied they reflect.
-        let dump = with_retry("export", || self.store.export())
-            .await
-            .map_err(snapshot_err)?;
-        let (last_log_id, last_membership) = Self::decode_meta(&dump.meta)?;
+        // One consistent read of the tables and the last_applied they
+        // reflect, streamed into a file.
+        let files = &self.files;
+        let store = &self.store;
+        let (file, summary, scratch) = with_retry("write_snapshot", || async {
+            let (file, scratch) = files.scratch().await?;
+            let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, file);
+            let (out, summary) = store.write_snapshot(out).await?;
+            Ok((out.into_inner(), summary, scratch))
+        })
+        .await
+        .map_err(snapshot_err)?;
+        let (last_log_id, last_membership) = Self::decode_meta(&summary.meta)?;
         let snapshot_id = match last_log_id {
             Some(id) => format!(
                 "{}-{}-{}",
@@ -81,20 +131,31 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership,
             snapshot_id,
         };
-        let data = codec::encode(&dump).map_err(snapshot_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, tasks = summary.tasks, bytes = summary.bytes, "built a snapshot");
         let meta_bytes = codec::encode(&meta).map_err(snapshot_err)?;
         // An install may have stored a newer snapshot meanwhile: keep it.
         let replaces = |stored: &[u8]| {
             codec::decode::<SnapshotMeta>(stored).map_or(true, |s| s.last_log_id < meta.last_log_id)
         };
-        with_retry("put_snapshot", || {
-            self.store.put_snapshot(&meta_bytes, &data, replaces)
+        let stored = with_retry("put_snapshot", || async {
+            let mut file = file.try_clone().await.map_err(io_err)?;
+            file.rewind().await.map_err(io_err)?;
+            let input = BufReader::with_capacity(FILE_BUFFER_BYTES, file);
+            store.put_snapshot(&meta_bytes, input, replaces).await
         })
         .await
         .map_err(snapshot_err)?;
+        if stored {
+            files
+                .keep(&file, scratch, &meta.snapshot_id)
+                .await
+                .map_err(snapshot_err)?;
+        }
+        let mut file = file;
+        file.rewind().await.map_err(snapshot_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }
@@ -171,16 +232,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
         // Its import, not the log store, purges the log it covers.
         self.store.expect_import();
-        Ok(Box::new(Cursor::new(Vec::new())))
+        let file = self.files.anonymous().await.map_err(snapshot_err)?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<File>,
     ) -> Result<(), StorageError> {
         let (last_applied, _) = self.applied_state().await?;
         if last_applied >= meta.last_log_id && last_applied.is_some() {
@@ -188,10 +250,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             tracing::warn!(snapshot = %meta.snapshot_id, "ignoring a snapshot older than last_applied");
             return Ok(());
         }
-        let data = snapshot.into_inner();
-        let mut dump: StateDump = codec::decode(&data).map_err(snapshot_err)?;
+        let file = self.upgraded(*snapshot).await.map_err(snapshot_err)?;
         // The snapshot's own meta is the truth about what it covers.
-        dump.meta = SmMeta {
+        let sm_meta = SmMeta {
             last_applied: Some(codec::encode(&meta.last_log_id).map_err(snapshot_err)?),
             membership: Some(codec::encode(&meta.last_membership).map_err(snapshot_err)?),
         };
@@ -202,29 +263,69 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Some(id) => Some((id.index, codec::encode(id).map_err(snapshot_err)?)),
             None => None,
         };
-        let purge = purge
-            .as_ref()
-            .map(|(upto, purged)| (*upto, purged.as_slice()));
-        with_retry("import", || {
-            self.store.import(&dump, &meta_bytes, &data, purge)
+        let options = ImportOptions {
+            meta: Some(&sm_meta),
+            snapshot_meta: &meta_bytes,
+            purge: purge
+                .as_ref()
+                .map(|(upto, purged)| (*upto, purged.as_slice())),
+        };
+        let store = &self.store;
+        let file = &file;
+        let summary = with_retry("import_snapshot", || async move {
+            let mut file = file.try_clone().await.map_err(io_err)?;
+            store.import_snapshot(&mut file, options).await
         })
         .await
         .map_err(snapshot_err)?;
-        self.membership = dump.meta.membership;
+        tracing::info!(snapshot = %meta.snapshot_id, tasks = summary.tasks, bytes = summary.bytes, "installed a snapshot");
+        self.membership = sm_meta.membership;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some((meta_bytes, data)) = with_retry("get_snapshot", || self.store.get_snapshot())
+        let store = &self.store;
+        let files = &self.files;
+        let Some(meta_bytes) = with_retry("snapshot_meta", || store.snapshot_meta())
             .await
             .map_err(read_err)?
         else {
             return Ok(None);
         };
         let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(read_err)?;
+        if let Some(file) = files.current(&meta.snapshot_id).await {
+            return Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(file),
+            }));
+        }
+        // No copy yet (an installed snapshot, or the first send since a
+        // restart): rebuild it from the database, a chunk at a time.
+        let stored = with_retry("read_snapshot", || async {
+            let (file, scratch) = files.scratch().await?;
+            let mut out = BufWriter::with_capacity(FILE_BUFFER_BYTES, file);
+            Ok(store
+                .read_snapshot_into(&mut out)
+                .await?
+                .map(|meta| (meta, out.into_inner(), scratch)))
+        })
+        .await
+        .map_err(read_err)?;
+        let Some((meta_bytes, mut file, scratch)) = stored else {
+            return Ok(None);
+        };
+        // The stored snapshot may have changed since its meta was read.
+        let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(read_err)?;
+        // A legacy snapshot stored before an upgrade goes out as it is:
+        // receivers of this release convert it, those of the last one still
+        // read it.
+        if let Err(e) = files.keep(&file, scratch, &meta.snapshot_id).await {
+            tracing::warn!(error = %e, "could not keep a copy of the current snapshot");
+        }
+        file.rewind().await.map_err(read_err)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// A stored row that cannot be decoded (or a value that cannot be stored).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A snapshot file that cannot be read, or is not a valid snapshot.
+    #[error("{0}")]
+    SnapshotFile(#[from] super::snapshot_file::SnapshotFileError),
     /// The MySQL server is configured to lose committed transactions.
     #[error("{0}")]
     LossyDatabase(String),

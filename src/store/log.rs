@@ -308,8 +308,14 @@ mod tests {
     async fn snapshot_roundtrip() {
         each_backend(async |store: Store| {
             assert_eq!(store.get_snapshot().await.unwrap(), None);
-            store.put_snapshot(b"m1", b"d1", |_| true).await.unwrap();
-            store.put_snapshot(b"m2", b"d2", |_| true).await.unwrap();
+            store
+                .put_snapshot(b"m1", &b"d1"[..], |_| true)
+                .await
+                .unwrap();
+            store
+                .put_snapshot(b"m2", &b"d2"[..], |_| true)
+                .await
+                .unwrap();
             assert_eq!(
                 store.get_snapshot().await.unwrap(),
                 Some((b"m2".to_vec(), b"d2".to_vec()))
@@ -324,7 +330,10 @@ mod tests {
     async fn snapshot_larger_than_a_packet() {
         each_backend(async |store: Store| {
             let big: Vec<u8> = (0..20 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
-            store.put_snapshot(b"big", &big, |_| true).await.unwrap();
+            store
+                .put_snapshot(b"big", &big[..], |_| true)
+                .await
+                .unwrap();
             let (meta, data) = store.get_snapshot().await.unwrap().expect("snapshot");
             assert_eq!(meta, b"big");
             assert!(
@@ -332,7 +341,7 @@ mod tests {
                 "20 MiB snapshot data differs after the round trip"
             );
             store
-                .put_snapshot(b"small", b"tiny", |_| true)
+                .put_snapshot(b"small", &b"tiny"[..], |_| true)
                 .await
                 .unwrap();
             assert_eq!(

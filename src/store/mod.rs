@@ -13,7 +13,8 @@
 //! - `rows`: task rows <-> [`Task`], multi-row write statements
 //! - `tasks`: reads of tasks (`get_task`, `list_tasks`)
 //! - `apply`: [`Store::apply_batch`], the state machine's one write path
-//! - `snapshot`: `sm_meta`, [`Store::export`] / [`Store::import`]
+//! - `snapshot`: `sm_meta`, [`Store::write_snapshot`] / [`Store::import_snapshot`]
+//! - [`snapshot_file`]: the versioned snapshot (and backup) file format
 //! - `snapshot_data`: the stored snapshot, written chunk by chunk
 //! - `recover`: forgetting the Raft group (`taskd recover --force-new-cluster`)
 //!
@@ -32,6 +33,7 @@ mod recover;
 mod rows;
 mod snapshot;
 mod snapshot_data;
+pub mod snapshot_file;
 mod tasks;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -42,6 +44,8 @@ use crate::domain::{CommandResult, Micros, Task, TaskStatus};
 
 pub use error::StoreError;
 pub use pool::StoreOptions;
+pub use snapshot::{ImportOptions, EXPORT_PAGE_ROWS, IMPORT_BATCH_BYTES, IMPORT_BATCH_ROWS};
+pub use snapshot_file::{SnapshotFileError, SnapshotSummary};
 
 /// Which SQL database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +124,9 @@ impl ListQuery {
     }
 }
 
-/// A consistent copy of the state machine tables.
+/// A consistent copy of the state machine tables, whole in memory; also
+/// the snapshot format of releases before snapshot format 1
+/// ([`snapshot_file::legacy`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateDump {
     pub meta: SmMeta,

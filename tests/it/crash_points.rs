@@ -196,6 +196,20 @@ async fn abort_before_snapshot_import_commits_sqlite() {
     crash_while_installing(Backend::Sqlite, &abort_at(fp::SNAPSHOT_IMPORT, 0)).await;
 }
 
+/// Inside the import's one transaction, after a batch of the snapshot's
+/// records was written and before the COMMIT: the old state must be what
+/// the node restarts with, and it then installs the snapshot again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_between_imported_snapshot_batches_sqlite() {
+    crash_while_installing(Backend::Sqlite, &abort_at(fp::SNAPSHOT_IMPORT_BATCH, 0)).await;
+}
+
+/// The same on MySQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_between_imported_snapshot_batches_mysql() {
+    crash_while_installing(Backend::Mysql, &abort_at(fp::SNAPSHOT_IMPORT_BATCH, 0)).await;
+}
+
 /// Issue 7.1: openraft purges the log right after handing the snapshot to
 /// the state machine. With the import held back, the node aborts right
 /// after that purge: it must not have recorded a purge past what it

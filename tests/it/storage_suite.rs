@@ -17,12 +17,16 @@ use taskd::store::Store;
 
 use crate::support::{init_tracing, mysql_server_url, unique_name};
 
-/// Opens (and migrates) the store at `url` and wraps it in both adapters.
-async fn open_adapters(url: &str) -> Result<(LogStore, StateMachine), StorageError> {
+/// Opens (and migrates) the store at `url` and wraps it in both adapters,
+/// with snapshot files in `snapshot_dir`.
+async fn open_adapters(
+    url: &str,
+    snapshot_dir: &std::path::Path,
+) -> Result<(LogStore, StateMachine), StorageError> {
     let store = Store::connect(url)
         .await
         .map_err(|e| StorageIOError::read(AnyError::error(format!("connect to {url}: {e}"))))?;
-    let state_machine = StateMachine::new(store.clone()).await?;
+    let state_machine = StateMachine::new(store.clone(), snapshot_dir.join("snapshots")).await?;
     Ok((LogStore::new(store), state_machine))
 }
 
@@ -34,26 +38,32 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sql
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("taskd.db").display());
-        let (log_store, state_machine) = open_adapters(&url).await?;
+        let (log_store, state_machine) = open_adapters(&url, dir.path()).await?;
         Ok((dir, log_store, state_machine))
     }
 }
 
 /// Each case's store is a new database on the test MySQL server. The guard
-/// is the database's URL; dropping databases needs async, so the builder
-/// records every URL and the test drops them all at the end.
+/// is the database's URL (and the snapshot directory); dropping databases
+/// needs async, so the builder records every URL and the test drops them
+/// all at the end.
 #[derive(Clone, Default)]
 struct MysqlBuilder {
     created: Arc<Mutex<Vec<String>>>,
 }
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, String> for MysqlBuilder {
-    async fn build(&self) -> Result<(String, LogStore, StateMachine), StorageError> {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, (String, tempfile::TempDir)>
+    for MysqlBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<((String, tempfile::TempDir), LogStore, StateMachine), StorageError> {
         let url = format!("{}/{}", mysql_server_url(), unique_name("taskd_suite"));
         // Recorded before connecting: a half-created database is dropped too.
         self.created.lock().expect("lock").push(url.clone());
-        let (log_store, state_machine) = open_adapters(&url).await?;
-        Ok((url, log_store, state_machine))
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (log_store, state_machine) = open_adapters(&url, dir.path()).await?;
+        Ok(((url, dir), log_store, state_machine))
     }
 }
 

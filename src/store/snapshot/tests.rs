@@ -4,8 +4,57 @@ use std::time::{Duration, Instant};
 
 use crate::domain::Command;
 
+use super::super::snapshot_file::{self, legacy};
 use super::super::testutil::{apply, create, each_backend, new_task};
-use super::super::{ListOrder, ListQuery, SmMeta, StateDump, Store};
+use super::super::{ImportOptions, ListOrder, ListQuery, SmMeta, StateDump, Store};
+
+/// `dump` as a snapshot file (current format), in memory.
+async fn snapshot_of(dump: &StateDump) -> Vec<u8> {
+    legacy::write_dump(dump, Vec::new()).await.expect("write").0
+}
+
+/// Imports `dump` through a snapshot file, stored under `snapshot_meta`.
+async fn import_dump(
+    store: &Store,
+    dump: &StateDump,
+    snapshot_meta: &[u8],
+    purge: Option<(u64, &[u8])>,
+) {
+    let mut file = std::io::Cursor::new(snapshot_of(dump).await);
+    let options = ImportOptions {
+        meta: None,
+        snapshot_meta,
+        purge,
+    };
+    store
+        .import_snapshot(&mut file, options)
+        .await
+        .expect("import");
+}
+
+/// The stored snapshot's meta and the state its data holds.
+async fn stored_snapshot(store: &Store) -> Option<(Vec<u8>, StateDump)> {
+    let (meta, data) = store.get_snapshot().await.unwrap()?;
+    Some((meta, dump_of(&data).await))
+}
+
+/// The state a snapshot file holds, read back record by record.
+async fn dump_of(data: &[u8]) -> StateDump {
+    let mut reader = snapshot_file::SnapshotReader::open(data)
+        .await
+        .expect("open");
+    let mut dump = StateDump {
+        meta: reader.meta().clone(),
+        ..StateDump::default()
+    };
+    while let Some(record) = reader.next().await.expect("record") {
+        match record {
+            snapshot_file::Record::Task(t) => dump.tasks.push(t),
+            snapshot_file::Record::RequestId(r) => dump.request_ids.push(r),
+        }
+    }
+    dump
+}
 
 fn labelled(id: &str, now: i64, labels: &[&str]) -> Command {
     let mut task = new_task(id);
@@ -26,10 +75,13 @@ fn by_label(label: &str) -> ListQuery {
     }
 }
 
-/// Export then import restores exactly the exported state (tasks, request
-/// ids, meta, and the label index), discarding everything written between.
+/// A snapshot written then imported restores exactly the state it was
+/// written from (tasks, request ids, meta, and the label index),
+/// discarding everything written between; the imported file becomes the
+/// stored snapshot. More tasks than a keyset page and an import batch, so
+/// paging and batching are crossed.
 #[tokio::test]
-async fn export_import_roundtrip() {
+async fn write_import_roundtrip() {
     each_backend(async |store: Store| {
         assert_eq!(store.export().await.unwrap(), StateDump::default());
         apply(
@@ -37,10 +89,17 @@ async fn export_import_roundtrip() {
             &[labelled("t1", 10, &["a"]), labelled("t2", 11, &["a", "b"])],
         )
         .await;
+        let many: Vec<Command> = (0..2_100)
+            .map(|i| labelled(&format!("m{i:05}"), 20 + i, &["m"]))
+            .collect();
+        apply(&store, &many).await;
         let dump = store.export().await.unwrap();
-        assert_eq!(dump.tasks.len(), 2);
-        assert_eq!(dump.request_ids.len(), 2);
-        assert_eq!(dump.meta.last_applied, Some(b"2".to_vec()));
+        assert_eq!(dump.tasks.len(), 2_102);
+        assert_eq!(dump.request_ids.len(), 2_102);
+        let (file, summary) = store.write_snapshot(Vec::new()).await.unwrap();
+        assert_eq!((summary.tasks, summary.request_ids), (2_102, 2_102));
+        assert_eq!(summary.bytes, file.len() as u64);
+        assert_eq!(dump_of(&file).await, dump, "the file holds the export");
 
         apply(&store, &[labelled("t3", 12, &["a"])]).await;
         let meta_only = SmMeta {
@@ -49,15 +108,20 @@ async fn export_import_roundtrip() {
         };
         store.apply_batch(&[None], &meta_only).await.unwrap();
 
+        let options = ImportOptions {
+            meta: None,
+            snapshot_meta: b"snap-meta",
+            purge: None,
+        };
         store
-            .import(&dump, b"snap-meta", b"snap-data", None)
+            .import_snapshot(&mut std::io::Cursor::new(file.clone()), options)
             .await
             .unwrap();
         assert_eq!(store.export().await.unwrap(), dump);
         assert_eq!(store.sm_meta().await.unwrap(), dump.meta);
         assert_eq!(
             store.get_snapshot().await.unwrap(),
-            Some((b"snap-meta".to_vec(), b"snap-data".to_vec()))
+            Some((b"snap-meta".to_vec(), file))
         );
         let ids: Vec<String> = store
             .list_tasks(&by_label("a"))
@@ -75,10 +139,7 @@ async fn export_import_roundtrip() {
         let again = apply(&store, &[create("t10", Some("req-t1"), 14, same)]).await;
         assert!(matches!(&again[0], crate::domain::CommandResult::Task(t) if t.id == "t1"));
 
-        store
-            .import(&StateDump::default(), b"m", b"d", None)
-            .await
-            .unwrap();
+        import_dump(&store, &StateDump::default(), b"m", None).await;
         assert_eq!(store.export().await.unwrap(), StateDump::default());
         assert!(store.list_tasks(&by_label("a")).await.unwrap().is_empty());
     })
@@ -162,32 +223,36 @@ async fn an_older_snapshot_never_replaces_a_newer_one() {
     }
     each_backend(async |store: Store| {
         assert!(store
-            .put_snapshot(b"7", b"data 7", older_than(b"7"))
+            .put_snapshot(b"7", &b"data 7"[..], older_than(b"7"))
             .await
             .unwrap());
         assert!(!store
-            .put_snapshot(b"5", b"data 5", older_than(b"5"))
+            .put_snapshot(b"5", &b"data 5"[..], older_than(b"5"))
             .await
             .unwrap());
         assert_eq!(
             store.get_snapshot().await.unwrap(),
             Some((b"7".to_vec(), b"data 7".to_vec()))
         );
-        store
-            .import(&StateDump::default(), b"10", b"data 10", None)
-            .await
-            .unwrap();
+        let installed = StateDump {
+            meta: SmMeta {
+                last_applied: Some(b"10".to_vec()),
+                membership: None,
+            },
+            ..StateDump::default()
+        };
+        import_dump(&store, &installed, b"10", None).await;
         assert!(!store
-            .put_snapshot(b"8", b"data 8", older_than(b"8"))
+            .put_snapshot(b"8", &b"data 8"[..], older_than(b"8"))
             .await
             .unwrap());
         assert_eq!(
-            store.get_snapshot().await.unwrap(),
-            Some((b"10".to_vec(), b"data 10".to_vec())),
+            stored_snapshot(&store).await,
+            Some((b"10".to_vec(), installed)),
             "an installed snapshot survives an older built one"
         );
         assert!(store
-            .put_snapshot(b"12", b"data 12", older_than(b"12"))
+            .put_snapshot(b"12", &b"data 12"[..], older_than(b"12"))
             .await
             .unwrap());
         assert_eq!(
@@ -210,10 +275,7 @@ async fn import_purges_the_log_it_covers() {
             })
             .collect();
         store.append_log(&rows).await.unwrap();
-        store
-            .import(&StateDump::default(), b"m", b"d", Some((3, b"purged-3")))
-            .await
-            .unwrap();
+        import_dump(&store, &StateDump::default(), b"m", Some((3, b"purged-3"))).await;
         let left: Vec<u64> = store
             .read_log(0, 10)
             .await
@@ -226,6 +288,58 @@ async fn import_purges_the_log_it_covers() {
             store.get_raft_state("purged").await.unwrap(),
             Some(b"purged-3".to_vec())
         );
+    })
+    .await;
+}
+
+/// A damaged snapshot is never half-imported: a truncated file and one with
+/// a flipped bit are both refused with a snapshot-file error, and the old
+/// state, its stored snapshot and the log stay exactly as they were.
+#[tokio::test]
+async fn a_damaged_snapshot_leaves_the_old_state() {
+    each_backend(async |store: Store| {
+        apply(&store, &[labelled("old", 10, &["a"])]).await;
+        store
+            .put_snapshot(b"old-meta", &b"old-data"[..], |_| true)
+            .await
+            .unwrap();
+        let before = store.export().await.unwrap();
+        let incoming = StateDump {
+            tasks: (0..50)
+                .map(|i| {
+                    let mut t = before.tasks[0].clone();
+                    t.id = format!("new{i}");
+                    t
+                })
+                .collect(),
+            ..StateDump::default()
+        };
+        let good = snapshot_of(&incoming).await;
+        let truncated = good[..good.len() - 10].to_vec();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x10;
+        for (what, bad) in [("truncated", truncated), ("bit-flipped", flipped)] {
+            let options = ImportOptions {
+                meta: None,
+                snapshot_meta: b"new-meta",
+                purge: Some((1, b"purged-1")),
+            };
+            let err = store
+                .import_snapshot(&mut std::io::Cursor::new(bad), options)
+                .await
+                .expect_err(what);
+            assert!(
+                matches!(err, crate::store::StoreError::SnapshotFile(_)),
+                "{what}: {err}"
+            );
+            assert_eq!(store.export().await.unwrap(), before, "{what}");
+            assert_eq!(
+                store.get_snapshot().await.unwrap(),
+                Some((b"old-meta".to_vec(), b"old-data".to_vec())),
+                "{what}"
+            );
+            assert_eq!(store.get_raft_state("purged").await.unwrap(), None);
+        }
     })
     .await;
 }
