@@ -156,4 +156,7 @@ run_runbook majority-lost
 expect_voters "1" 127.0.0.1:50061
 expect_all_writes 127.0.0.1:50061
 
+run_runbook backup
+expect_all_writes 127.0.0.1:50071
+
 echo "runbooks: every runbook ran verbatim; $(wc -l <"$work/acked") creates acknowledged across them, none lost or doubled"

@@ -36,6 +36,11 @@ pub enum Command {
     /// DANGEROUS, when a majority of the voters is lost for good: turn one
     /// stopped survivor's data into a new one-node cluster.
     Recover(crate::cli::recover::RecoverArgs),
+    /// Write a consistent point-in-time copy of the cluster's state (taken
+    /// through the leader) to a file.
+    Backup(crate::cli::backup::BackupArgs),
+    /// Seed a new node's empty database from a backup file.
+    Restore(crate::cli::backup::RestoreArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -29,6 +29,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => taskd::bench::run(args, shutdown_signal()).await?,
         Command::Cluster(args) => one_line(taskd::cli::cluster::run(args).await),
         Command::Recover(args) => one_line(taskd::cli::recover::run(args).await),
+        Command::Backup(args) => one_line(taskd::cli::backup::backup(args).await),
+        Command::Restore(args) => one_line(taskd::cli::backup::restore(args).await),
     }
     Ok(())
 }

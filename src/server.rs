@@ -125,7 +125,7 @@ async fn serve(
     let ctx = NodeContext::new(
         id,
         raft.clone(),
-        store,
+        store.clone(),
         proposer,
         read_index.clone(),
         cluster.clone(),
@@ -146,7 +146,7 @@ async fn serve(
         )
         .add_service(
             RaftServiceServer::new(
-                RaftApi::new(id, raft.clone(), read_index, cluster.clone())
+                RaftApi::new(id, raft.clone(), read_index, cluster.clone(), store.clone())
                     .with_max_snapshot_bytes(config.snapshots.max_bytes),
             )
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -92,7 +92,12 @@ where
         };
         let (id, addr) = leader;
         if id == cluster.id() {
-            continue; // this node leads now
+            // Only a stale view names this node: ask again, within the deadline.
+            if Instant::now() >= call.deadline {
+                return Err(ApiError::Unavailable("leadership is changing; retry".into()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
         if call.hops >= MAX_HOPS {
             return Err(ApiError::Unavailable(format!(
@@ -235,4 +240,115 @@ pub async fn start_election(
         .await
         .map_err(ApiError::from)?;
     Ok(Response::new(proto::StartElectionResponse {}))
+}
+
+/// Bytes of backup file per `BackupResponse`.
+const BACKUP_CHUNK_BYTES: usize = 1 << 20;
+
+/// A stream of backup chunks (see `RaftService/Backup`).
+pub type BackupStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<proto::BackupResponse, Status>> + Send>>;
+
+/// `Backup`: on the leader, once it has confirmed its leadership and
+/// applied everything committed before the call, streams a snapshot file
+/// of its state read in one transaction; elsewhere, relays the leader's.
+pub async fn backup(
+    cluster: &Cluster,
+    store: &crate::store::Store,
+    read_index: &crate::raft::read_index::ReadIndex,
+    request: Request<proto::BackupRequest>,
+) -> Result<Response<BackupStream>, Status> {
+    let call = AdminCall::new(&request);
+    let leader = loop {
+        match cluster.ensure_leading() {
+            Ok(()) => break None,
+            Err(ClusterError::NotLeader(Some(leader))) => break Some(leader),
+            Err(ClusterError::NotLeader(None)) => {
+                let leader = wait_for_leader(cluster, &call).await?;
+                if leader.0 != cluster.id() {
+                    break Some(leader);
+                }
+            }
+            Err(e) => return Err(ApiError::from(e).into()),
+        }
+    };
+    if let Some((id, addr)) = leader {
+        if call.hops >= MAX_HOPS {
+            return Err(ApiError::Unavailable(format!(
+                "leadership is changing (forwarded {} times, last to node {id}); retry",
+                call.hops
+            ))
+            .into());
+        }
+        let mut forwarded = Request::new(proto::BackupRequest {});
+        forwarded
+            .metadata_mut()
+            .insert(FORWARDED_HEADER, (call.hops + 1).into());
+        forwarded.set_timeout(call.left());
+        let mut client = cluster.peers().client(&addr).map_err(ApiError::from)?;
+        let stream = client.backup(forwarded).await?.into_inner();
+        return Ok(Response::new(Box::pin(stream)));
+    }
+
+    // Every write acknowledged before this call is in what is read next.
+    let asked = read_index.read_index(crate::raft::read_index::Asker::Local);
+    let index = tokio::time::timeout_at(call.deadline, asked)
+        .await
+        .map_err(|_| Status::unavailable("no quorum confirmed this leader in time"))?
+        .map_err(|e| Status::unavailable(format!("cannot confirm leadership: {e}")))?;
+    cluster
+        .wait_applied(index, call.deadline)
+        .await
+        .map_err(ApiError::from)?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<proto::BackupResponse, Status>>(2);
+    let store = store.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (pipe_in, mut pipe_out) = tokio::io::duplex(BACKUP_CHUNK_BYTES);
+        let write = async move {
+            let (mut pipe_in, summary) = store.write_snapshot(pipe_in).await?;
+            let _ = pipe_in.shutdown().await;
+            Ok::<_, crate::store::StoreError>(summary)
+        };
+        let send = async {
+            let mut chunk = vec![0u8; BACKUP_CHUNK_BYTES];
+            loop {
+                let mut filled = 0;
+                while filled < chunk.len() {
+                    match pipe_out.read(&mut chunk[filled..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => filled += n,
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                let message = proto::BackupResponse {
+                    chunk: chunk[..filled].to_vec(),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return; // the client went away: the writer sees a broken pipe
+                }
+            }
+        };
+        let (written, ()) = tokio::join!(write, send);
+        match written {
+            Ok(summary) => tracing::info!(
+                tasks = summary.tasks,
+                request_ids = summary.request_ids,
+                "backup sent"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "backup failed");
+                let _ = tx
+                    .send(Err(Status::internal(
+                        "the backup failed on the leader; its log has the details",
+                    )))
+                    .await;
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Ok(Response::new(Box::pin(stream)))
 }

@@ -1,8 +1,6 @@
 //! `taskd.v1.RaftService`: openraft's RPCs arriving from peers, the
 //! cluster status, and the admin calls (see [`super::admin_service`]).
 
-use std::pin::Pin;
-
 use tonic::{Request, Response, Status};
 
 use super::admin_service;
@@ -15,6 +13,7 @@ use crate::proto::{self, NodeRole};
 use crate::raft::network::NOT_A_MEMBER_HEADER;
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{codec, NodeId, Raft, SnapshotTuning, TypeConfig};
+use crate::store::Store;
 
 /// The internal API of one node.
 pub struct RaftApi {
@@ -22,17 +21,26 @@ pub struct RaftApi {
     raft: Raft,
     read_index: ReadIndex,
     cluster: Cluster,
+    /// Read by `Backup`.
+    store: Store,
     /// `InstallSnapshot` chunks reaching past this many bytes are refused.
     max_snapshot_bytes: u64,
 }
 
 impl RaftApi {
-    pub fn new(id: NodeId, raft: Raft, read_index: ReadIndex, cluster: Cluster) -> Self {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        read_index: ReadIndex,
+        cluster: Cluster,
+        store: Store,
+    ) -> Self {
         Self {
             id,
             raft,
             read_index,
             cluster,
+            store,
             max_snapshot_bytes: SnapshotTuning::default().max_bytes,
         }
     }
@@ -78,9 +86,6 @@ fn check_candidate(raft: &Raft, rpc: &openraft::raft::VoteRequest<NodeId>) -> Re
     );
     Err(refused)
 }
-
-type BackupStream =
-    Pin<Box<dyn futures::Stream<Item = Result<proto::BackupResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RaftService for RaftApi {
@@ -212,12 +217,12 @@ impl RaftService for RaftApi {
         admin_service::start_election(&self.cluster, request).await
     }
 
-    type BackupStream = BackupStream;
+    type BackupStream = admin_service::BackupStream;
 
     async fn backup(
         &self,
-        _request: Request<proto::BackupRequest>,
-    ) -> Result<Response<BackupStream>, Status> {
-        Err(Status::unimplemented("backup is not built yet"))
+        request: Request<proto::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        admin_service::backup(&self.cluster, &self.store, &self.read_index, request).await
     }
 }

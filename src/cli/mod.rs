@@ -4,7 +4,9 @@
 //!
 //! - [`cluster`]: `taskd cluster status|health|add-learner|promote|remove|transfer-leader`.
 //! - [`recover`]: `taskd recover --force-new-cluster`, offline, on a node's data.
+//! - [`backup`]: `taskd backup` through the leader, `taskd restore` offline.
 
+pub mod backup;
 pub mod cluster;
 pub mod recover;
 

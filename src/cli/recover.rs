@@ -39,7 +39,7 @@ pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
     let store = Store::connect_with(&url, StoreOptions::default())
         .await
         .with_context(|| format!("opening {url}"))?;
-    let recovered = crate::raft::recover::force_new_cluster(&store)
+    let recovered = crate::raft::recover::force_new_cluster(&store, &args.data_dir)
         .await
         .map_err(|e| anyhow::anyhow!("recovering {url}: {e}"))?;
     store.close().await;

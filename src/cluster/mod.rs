@@ -180,6 +180,20 @@ impl Cluster {
         Err(ClusterError::NotLeader(leader_of(&m)))
     }
 
+    /// `Ok` while this node leads.
+    pub fn ensure_leading(&self) -> Result<(), ClusterError> {
+        self.ensure_leader().map(drop)
+    }
+
+    /// Waits until this node has applied `index`, or `deadline`.
+    pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), ClusterError> {
+        self.wait_until(deadline, "applying up to the read index", |m| {
+            m.last_applied.map_or(0, |l| l.index) >= index
+        })
+        .await
+        .map(drop)
+    }
+
     /// Waits until `ready` holds for this node's metrics, or `deadline`.
     async fn wait_until(
         &self,

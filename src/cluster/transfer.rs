@@ -86,6 +86,18 @@ impl Cluster {
         .await?;
         self.ensure_leader()?;
 
+        let voters = m.membership_config.membership().voter_ids().count();
+        let _paused = if voters > 3 {
+            let paused = HeartbeatPause::start(&self.raft);
+            let lease_end = Instant::now()
+                + self.leader_lease()
+                + Duration::from_millis(self.timing.heartbeat_interval_ms);
+            tokio::time::sleep_until(lease_end.min(deadline)).await;
+            Some(paused)
+        } else {
+            None
+        };
+
         tracing::info!(
             node = self.id,
             target,
@@ -106,9 +118,10 @@ impl Cluster {
                 s.message()
             ))
         })?;
+        let me = self.id;
         let moved = self
-            .wait_until(deadline, "waiting for the new leader", |m| {
-                m.current_term > term && m.current_leader.is_some()
+            .wait_until(deadline, "waiting for another node to lead", |m| {
+                m.current_term > term && m.current_leader.is_some_and(|l| l != me)
             })
             .await;
         let writes_held = held_at.elapsed();
@@ -201,5 +214,27 @@ impl Cluster {
             .elect()
             .await
             .map_err(|e| ClusterError::Unavailable(format!("raft stopped: {e}")))
+    }
+}
+
+/// While alive, the leader sends no heartbeats and this node starts no
+/// election on its own, so that the followers' leader leases run out and
+/// they may vote for the transfer target.
+struct HeartbeatPause {
+    raft: crate::raft::Raft,
+}
+
+impl HeartbeatPause {
+    fn start(raft: &crate::raft::Raft) -> Self {
+        raft.runtime_config().heartbeat(false);
+        raft.runtime_config().elect(false);
+        Self { raft: raft.clone() }
+    }
+}
+
+impl Drop for HeartbeatPause {
+    fn drop(&mut self) {
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
     }
 }

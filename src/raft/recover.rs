@@ -32,8 +32,11 @@ pub struct Recovered {
 const APPLY_CHUNK: u64 = 256;
 
 /// Applies the rest of the local log, then forgets the Raft group.
-pub async fn force_new_cluster(store: &Store) -> Result<Recovered, StorageError> {
-    let mut state_machine = StateMachine::new(store.clone()).await?;
+pub async fn force_new_cluster(
+    store: &Store,
+    data_dir: &std::path::Path,
+) -> Result<Recovered, StorageError> {
+    let mut state_machine = StateMachine::new(store.clone(), data_dir.join("snapshots")).await?;
     let (last_applied, _) = state_machine.applied_state().await?;
     let mut log = LogStore::new(store.clone());
     let last_log = log.get_log_state().await?.last_log_id;

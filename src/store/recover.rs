@@ -1,4 +1,5 @@
-//! The store's side of `taskd recover --force-new-cluster`: forget the
+//! The store's side of `taskd recover --force-new-cluster` and `taskd
+//! restore`: forget the
 //! Raft group, keep the state machine.
 
 use super::{Store, StoreError};
@@ -27,5 +28,39 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+}
+
+impl Store {
+    /// Whether this database holds nothing of a node yet: no task, request
+    /// id, log entry, vote or applied position (a restore's precondition).
+    pub async fn is_pristine(&self) -> Result<bool, StoreError> {
+        for table in ["tasks", "request_ids", "raft_log", "raft_state", "sm_meta"] {
+            let (n,): (i64,) = on_pool!(self, read, |pool| {
+                sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(pool)
+                    .await?
+            });
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// Seeds this (pristine) database with the tasks and request ids of
+    /// the backup file at `path`, in one transaction after the whole file
+    /// verified, with no Raft state: no applied position, no membership, no
+    /// stored snapshot.
+    pub async fn restore_from(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let nothing = super::SmMeta::default();
+        let options = super::ImportOptions {
+            meta: Some(&nothing),
+            snapshot_meta: &[],
+            purge: None,
+        };
+        self.import_snapshot_from(path, options).await.map(drop)
     }
 }

@@ -64,7 +64,8 @@ pub struct ImportOptions<'a> {
     /// The `sm_meta` to record; `None`: the file header's. (An installed
     /// snapshot's own openraft meta is the truth about what it covers.)
     pub meta: Option<&'a SmMeta>,
-    /// Stored as the meta of the node's current snapshot (opaque).
+    /// Stored as the meta of the node's current snapshot (opaque); empty:
+    /// the file is not kept as the node's snapshot (a restore).
     pub snapshot_meta: &'a [u8],
     /// `Some((upto, purged))`: the same transaction deletes the log up to
     /// `upto` and records raft_state "purged", so the log the snapshot
@@ -275,9 +276,14 @@ impl Store {
         let summary =
             snapshot_file::verify(BufReader::with_capacity(FILE_BUFFER_BYTES, &mut *file)).await?;
         rewind(file).await?;
-        let generation = self
-            .stage_snapshot_data(BufReader::with_capacity(FILE_BUFFER_BYTES, &mut *file))
-            .await?;
+        // An empty snapshot_meta (a restore) keeps no copy as the node's snapshot.
+        let publish = !options.snapshot_meta.is_empty();
+        let generation = if publish {
+            self.stage_snapshot_data(BufReader::with_capacity(FILE_BUFFER_BYTES, &mut *file))
+                .await?
+        } else {
+            0
+        };
         rewind(file).await?;
         let mut reader =
             SnapshotReader::open(BufReader::with_capacity(FILE_BUFFER_BYTES, &mut *file)).await?;
@@ -288,10 +294,13 @@ impl Store {
             Stmt::new("DELETE FROM request_ids", vec![]),
             Stmt::new("DELETE FROM sm_meta", vec![]),
         ];
-        let mut finals = vec![
-            write_sm_meta(&meta),
-            Store::publish_snapshot_stmt(options.snapshot_meta, generation),
-        ];
+        let mut finals = vec![write_sm_meta(&meta)];
+        if publish {
+            finals.push(Store::publish_snapshot_stmt(
+                options.snapshot_meta,
+                generation,
+            ));
+        }
         if let Some((upto, purged)) = options.purge {
             finals.extend(Store::purge_stmts(upto, purged));
         }

@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod backend_parity;
+mod backup;
 mod batching;
 mod bench;
 mod compaction;

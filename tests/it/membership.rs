@@ -422,3 +422,42 @@ async fn a_stopping_leader_hands_over_first() {
         .expect("writes go on");
     cluster.shutdown().await;
 }
+
+/// With 5 voters the target needs followers' votes too (they refuse inside
+/// openraft's leader lease): the transfer still moves leadership to the
+/// asked node, and removing the leader hands over, then removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_and_leader_removal_with_five_voters() {
+    let mut cluster = TestCluster::start(5, Backend::Sqlite).await;
+    let writers = writers_on(&cluster, &[1, 2, 3, 4, 5]);
+    writers.wait_acked(20).await;
+    for _ in 0..2 {
+        let leader = cluster.wait_for_leader().await;
+        let target = cluster.follower().await;
+        let moved = cluster
+            .raft_client(leader)
+            .await
+            .transfer_leadership(proto::TransferLeadershipRequest { node_id: target })
+            .await
+            .expect("transfer")
+            .into_inner();
+        assert_eq!(moved.leader_id, target);
+        assert_eq!(cluster.wait_for_leader().await, target);
+    }
+    let leader = cluster.wait_for_leader().await;
+    let left = cluster
+        .raft_client(leader)
+        .await
+        .remove_node(proto::RemoveNodeRequest { node_id: leader })
+        .await
+        .expect("remove the leader")
+        .into_inner();
+    assert!(left.members.iter().all(|m| m.node_id != leader));
+    cluster.stop_node(leader).await;
+    let acked = writers.acked();
+    writers.wait_acked(acked + 20).await;
+    let seen = writers.stop().await;
+    cluster.wait_converged().await;
+    assert_every_node_consistent(&running_members(&cluster), &seen.outcomes).await;
+    cluster.shutdown().await;
+}
