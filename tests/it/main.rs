@@ -27,4 +27,5 @@ mod races;
 mod replication;
 mod snapshot;
 mod storage_suite;
+mod upgrade;
 mod writers;
