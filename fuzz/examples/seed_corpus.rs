@@ -207,6 +207,7 @@ fn entries() -> Vec<Entry> {
                 deadline: Some(None),
                 ..Default::default()
             },
+            request_id: Some("u1".into()),
         },
         Command::UpdateTask {
             id: "b".into(),
@@ -217,11 +218,13 @@ fn entries() -> Vec<Entry> {
                 labels: Some(vec![]),
                 ..Default::default()
             },
+            request_id: None,
         },
         Command::DeleteTask {
             id: "b".into(),
             expected_version: 0,
             now: 9,
+            request_id: None,
         },
     ];
     vec![
@@ -263,7 +266,52 @@ fn raft_entry_seeds() -> Vec<Vec<u8>> {
         leader_commit: None,
     };
     seeds.push(codec::encode(&heartbeat).expect("encode"));
+    // Tagged (format 1), as this release writes log rows and talks to its peers.
+    seeds.extend(
+        entries()
+            .iter()
+            .map(|e| codec::encode_as(e, codec::Format::NEWEST).expect("encode")),
+    );
+    seeds.push(codec::encode_as(&rpc, codec::Format::NEWEST).expect("encode"));
+    // The core release's entry shape: one command, not a batch.
+    seeds.push(pre_batching_entry());
+    // A format from the future: refused.
+    let mut future = codec::encode_as(&entries()[2], codec::Format::NEWEST).expect("encode");
+    future[1] = 2;
+    seeds.push(future);
     seeds
+}
+
+/// An entry as the core release stored it: `{"log_id", "payload": {"Normal": Command}}`.
+fn pre_batching_entry() -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    enum Payload {
+        Normal(Command),
+    }
+    #[derive(serde::Serialize)]
+    struct OldEntry {
+        log_id: LogId<u64>,
+        payload: Payload,
+    }
+    let command = Command::CreateTask {
+        id: "t0".into(),
+        request_id: Some("r0".into()),
+        now: 3,
+        task: NewTask {
+            title: "old".into(),
+            description: String::new(),
+            status: TaskStatus::Todo,
+            priority: TaskPriority::Low,
+            deadline: None,
+            assignee: String::new(),
+            labels: vec![],
+        },
+    };
+    codec::encode(&OldEntry {
+        log_id: log_id(1, 5),
+        payload: Payload::Normal(command),
+    })
+    .expect("encode")
 }
 
 fn snapshot_seeds() -> Vec<Vec<u8>> {
@@ -277,6 +325,8 @@ fn snapshot_seeds() -> Vec<Vec<u8>> {
             request_id: "k".into(),
             task_id: "a".into(),
             create_time: 5,
+            fingerprint: vec![],
+            result: None,
         }],
     };
     let data = codec::encode(&dump).expect("encode");

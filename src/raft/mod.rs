@@ -9,7 +9,7 @@
 //! - [`read_index`]: read indexes for linearizable reads on every node, shared rounds.
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`batcher`]: single-flight batching (the proposer, shared read-index rounds).
-//! - [`codec`]: how openraft values become bytes (log rows, RPC payloads).
+//! - [`codec`]: how openraft values become bytes (log rows, RPC payloads), format versions.
 //! - [`retry`]: bounded retries of database calls that failed transiently.
 
 #![allow(clippy::result_large_err)] // openraft fixes the storage error type; it is large

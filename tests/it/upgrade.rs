@@ -11,6 +11,7 @@ use std::process::Stdio;
 use sqlx::{Connection, Row, SqliteConnection};
 use taskd::proto::raft_service_client::RaftServiceClient;
 use taskd::proto::AppendEntriesRequest;
+use taskd::raft::codec::{self, Format};
 use taskd::store::Backend;
 
 use crate::proc_cluster::ProcessCluster;
@@ -169,7 +170,8 @@ async fn rolling_upgrade_from_previous_release_mysql() {
     rolling_upgrade_loses_nothing(Backend::Mysql).await
 }
 
-/// A node refuses what a newer release would write. A Raft payload in a
+/// A node answers a peer's Raft payload in the format the peer advertised
+/// reading, and refuses what a newer release would write. A Raft payload in a
 /// format from the future is answered FAILED_PRECONDITION naming both
 /// versions (its body would decode: the tag alone decides). A log row in
 /// such a format, planted as the newest entry, stops the node at its next
@@ -186,13 +188,46 @@ async fn a_node_refuses_an_unknown_format() {
     create_acknowledged(addr, "before the future").await;
 
     let heartbeat = openraft::raft::AppendEntriesRequest::<taskd::raft::TypeConfig> {
-        vote: openraft::Vote::new_committed(1, 1),
+        // A stale vote from node 2: answered "higher vote", nothing changes.
+        // (One claiming the node's own leadership makes openraft 0.9.25 panic.)
+        vote: openraft::Vote::new(0, 2),
         prev_log_id: None,
         entries: vec![],
         leader_commit: None,
     };
-    let mut payload =
-        taskd::raft::codec::encode_as(&heartbeat, taskd::raft::codec::Format::V1).expect("encode");
+    // Answers come in the format the caller advertised: legacy to a caller
+    // that names none (an older release), tagged to one that reads format 1.
+    let legacy = codec::encode(&heartbeat).expect("encode");
+    for (advertised, tagged) in [(None, false), (Some("1"), true)] {
+        let mut request = tonic::Request::new(AppendEntriesRequest {
+            payload: legacy.clone(),
+        });
+        if let Some(v) = advertised {
+            request
+                .metadata_mut()
+                .insert(codec::FORMAT_HEADER, v.parse().unwrap());
+        }
+        let reply = RaftServiceClient::new(channel(addr))
+            .append_entries(request)
+            .await
+            .expect("a heartbeat is answered");
+        assert_eq!(
+            reply
+                .metadata()
+                .get(codec::FORMAT_HEADER)
+                .map(|v| v.to_str().unwrap()),
+            Some("1"),
+            "the node advertises format 1"
+        );
+        let payload = &reply.get_ref().payload;
+        assert_eq!(
+            payload[0] == 0xC1,
+            tagged,
+            "answer to {advertised:?}: {payload:?}"
+        );
+    }
+
+    let mut payload = codec::encode_as(&heartbeat, Format::V1).expect("encode");
     payload[1] = 9;
     let status = RaftServiceClient::new(channel(addr))
         .append_entries(AppendEntriesRequest { payload })
