@@ -39,8 +39,10 @@
 //!   soon as an answer comes without the header, i.e. from a node rolled back
 //!   to an older release). So an old node only ever receives legacy payloads.
 //! - **The vote, `sm_meta`, snapshot data**: untagged ([`encode`]): they are
-//!   openraft's own types, unchanged since the first release. [`decode`]
-//!   still understands the tag, so a later release may tag them.
+//!   openraft's own types or unchanged since the first release. [`decode`]
+//!   still understands the tag, so a later release may tag them. Snapshot
+//!   data travels inside `InstallSnapshot` chunks to peers of any release:
+//!   a new snapshot format may be sent only to a peer that advertised it.
 //!
 //! A later format that changes what an entry can *say* (a new command, say)
 //! needs more: its entries must not be proposed until every member reads
