@@ -16,8 +16,8 @@ use taskd::store::Backend;
 
 use crate::proc_cluster::ProcessCluster;
 use crate::process::{
-    channel, cluster_status, create_acknowledged, free_ports, spawn_node, wait_for_leader,
-    wait_serving, TASKD,
+    channel, cluster_status, create_acknowledged, free_ports, spawn_node, spawn_release_on,
+    wait_for_leader, wait_serving, TASKD,
 };
 use crate::support::{eventually, init_tracing, mysql_server_url};
 use crate::writers::{assert_every_node_consistent, stored_tasks, Via, Writers};
@@ -274,5 +274,34 @@ async fn a_node_refuses_an_unknown_format() {
     assert!(
         said.contains("format 9") && said.contains("up to 1"),
         "the node says which format it met and which it reads: {said}"
+    );
+}
+
+/// Rolling a node back is not possible once it has run this build, and
+/// fails safe: the previous release, started on a data directory this
+/// build wrote (tagged log rows), refuses it and exits non-zero rather
+/// than serve a log it misreads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_release_refuses_data_this_build_wrote() {
+    init_tracing();
+    let previous = previous_release().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let members: BTreeMap<u64, String> = [(1, format!("127.0.0.1:{}", free_ports(1)[0]))].into();
+    let mut node = spawn_node(dir.path(), 1, &members);
+    wait_serving(&members[&1]).await;
+    create_acknowledged(&members[&1], "written by this build").await;
+    node.signal("TERM");
+    assert!(node.wait_exit().await.success());
+
+    let stderr = dir.path().join("node1.stderr");
+    let before = std::fs::read(&stderr).expect("stderr file").len();
+    let mut old = spawn_release_on(&previous, dir.path(), 1, &members, None);
+    let status = old.wait_exit().await;
+    assert!(!status.success(), "the previous release stops: {status}");
+    let said = String::from_utf8_lossy(&std::fs::read(&stderr).expect("stderr file")[before..])
+        .into_owned();
+    assert!(
+        said.contains("LogIndex") && said.to_lowercase().contains("marker"),
+        "it says it cannot read the log: {said}"
     );
 }
