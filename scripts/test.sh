@@ -18,6 +18,9 @@
 #              on taskd serve processes on 127.0.0.1:50061-50066 under a writer
 #   codegen    scripts/gen_python.sh, then fail if the Python client's generated stubs differ
 #              from the committed ones (run the script and commit its output)
+#   prev-release  the previous release's taskd for the upgrade tests, built once and cached
+#              under target/prev-release/ (scripts/prev_release.sh; the tests build it
+#              themselves, under the same lock, when run alone)
 #   test       cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" if
 #              cargo-nextest is installed, else cargo test with the same arguments
 #              (TASKD_TEST_RUNNER=cargo|nextest forces one)
@@ -195,6 +198,11 @@ step_chaos() {
   echo "chaos: the fault schedule passed and the broken taskd was caught"
 }
 
+step_prev_release() {
+  step "prev-release: the previous release's taskd for tests/it/upgrade.rs (scripts/prev_release.sh)"
+  scripts/prev_release.sh
+}
+
 step_fuzz() {
   step "fuzz: each cargo-fuzz target for ${TASKD_FUZZ_SECONDS:-30}s (scripts/fuzz.sh)"
   scripts/fuzz.sh
@@ -213,7 +221,7 @@ step_runbooks() {
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy codegen readme runbooks python test chaos fuzz)
+CHECK_STEPS=(fmt clippy codegen readme runbooks python prev_release test chaos fuzz)
 
 # ---- main --------------------------------------------------------------------------
 

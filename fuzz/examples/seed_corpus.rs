@@ -207,7 +207,7 @@ fn entries() -> Vec<Entry> {
                 deadline: Some(None),
                 ..Default::default()
             },
-            request_id: None,
+            request_id: Some("u1".into()),
         },
         Command::UpdateTask {
             id: "b".into(),
@@ -266,7 +266,52 @@ fn raft_entry_seeds() -> Vec<Vec<u8>> {
         leader_commit: None,
     };
     seeds.push(codec::encode(&heartbeat).expect("encode"));
+    // Tagged (format 1), as this release writes log rows and talks to its peers.
+    seeds.extend(
+        entries()
+            .iter()
+            .map(|e| codec::encode_as(e, codec::Format::NEWEST).expect("encode")),
+    );
+    seeds.push(codec::encode_as(&rpc, codec::Format::NEWEST).expect("encode"));
+    // The core release's entry shape: one command, not a batch.
+    seeds.push(pre_batching_entry());
+    // A format from the future: refused.
+    let mut future = codec::encode_as(&entries()[2], codec::Format::NEWEST).expect("encode");
+    future[1] = 2;
+    seeds.push(future);
     seeds
+}
+
+/// An entry as the core release stored it: `{"log_id", "payload": {"Normal": Command}}`.
+fn pre_batching_entry() -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    enum Payload {
+        Normal(Command),
+    }
+    #[derive(serde::Serialize)]
+    struct OldEntry {
+        log_id: LogId<u64>,
+        payload: Payload,
+    }
+    let command = Command::CreateTask {
+        id: "t0".into(),
+        request_id: Some("r0".into()),
+        now: 3,
+        task: NewTask {
+            title: "old".into(),
+            description: String::new(),
+            status: TaskStatus::Todo,
+            priority: TaskPriority::Low,
+            deadline: None,
+            assignee: String::new(),
+            labels: vec![],
+        },
+    };
+    codec::encode(&OldEntry {
+        log_id: log_id(1, 5),
+        payload: Payload::Normal(command),
+    })
+    .expect("encode")
 }
 
 fn snapshot_seeds() -> Vec<Vec<u8>> {
@@ -280,7 +325,7 @@ fn snapshot_seeds() -> Vec<Vec<u8>> {
             request_id: "k".into(),
             task_id: "a".into(),
             create_time: 5,
-            fingerprint: vec![1, 2],
+            fingerprint: vec![],
             result: None,
         }],
     };

@@ -10,9 +10,10 @@ use crate::cluster::Cluster;
 use crate::failpoint;
 use crate::proto::raft_service_server::RaftService;
 use crate::proto::{self, NodeRole};
+use crate::raft::codec::{self, CodecError, Format, FORMAT_HEADER};
 use crate::raft::network::NOT_A_MEMBER_HEADER;
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
-use crate::raft::{codec, NodeId, Raft, SnapshotTuning, TypeConfig};
+use crate::raft::{NodeId, Raft, SnapshotTuning, TypeConfig};
 use crate::store::Store;
 
 /// The internal API of one node.
@@ -52,13 +53,36 @@ impl RaftApi {
     }
 }
 
+/// A peer's payload, in any format this node reads. One in a format it
+/// does not know is refused, FAILED_PRECONDITION naming both versions, and
+/// never misread.
 fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
-    codec::decode(payload)
-        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+    codec::decode(payload).map_err(|e| {
+        let mut status = match e {
+            CodecError::UnknownFormat { .. } => {
+                tracing::error!(error = %e, "refused a raft payload");
+                Status::failed_precondition(format!("raft payload refused: {e}"))
+            }
+            _ => Status::invalid_argument(format!("undecodable raft payload: {e}")),
+        };
+        advertise(status.metadata_mut());
+        status
+    })
 }
 
-fn encode<T: serde::Serialize>(reply: &T) -> Result<Vec<u8>, Status> {
-    codec::encode(reply).map_err(|e| {
+/// The format to answer `request` in: the newest its sender advertised
+/// reading (legacy when it advertised none: an older release).
+fn reply_format<T>(request: &Request<T>) -> Format {
+    Format::negotiated(
+        request
+            .metadata()
+            .get(FORMAT_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn encode<T: serde::Serialize>(reply: &T, format: Format) -> Result<Vec<u8>, Status> {
+    codec::encode_as(reply, format).map_err(|e| {
         tracing::error!(error = %e, "encoding a raft reply");
         Status::internal("internal error")
     })
@@ -87,17 +111,29 @@ fn check_candidate(raft: &Raft, rpc: &openraft::raft::VoteRequest<NodeId>) -> Re
     Err(refused)
 }
 
+/// Tells the peer the newest format this node reads.
+fn advertise(metadata: &mut tonic::metadata::MetadataMap) {
+    metadata.insert(FORMAT_HEADER, (Format::NEWEST as u32).into());
+}
+
+fn respond<T>(message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    advertise(response.metadata_mut());
+    response
+}
+
 #[tonic::async_trait]
 impl RaftService for RaftApi {
     async fn vote(
         &self,
         request: Request<proto::VoteRequest>,
     ) -> Result<Response<proto::VoteResponse>, Status> {
+        let format = reply_format(&request);
         let rpc = decode(&request.into_inner().payload)?;
         check_candidate(&self.raft, &rpc)?;
         let reply = self.raft.vote(rpc).await;
-        Ok(Response::new(proto::VoteResponse {
-            payload: encode(&reply)?,
+        Ok(respond(proto::VoteResponse {
+            payload: encode(&reply, format)?,
         }))
     }
 
@@ -105,10 +141,11 @@ impl RaftService for RaftApi {
         &self,
         request: Request<proto::AppendEntriesRequest>,
     ) -> Result<Response<proto::AppendEntriesResponse>, Status> {
+        let format = reply_format(&request);
         let rpc = decode(&request.into_inner().payload)?;
         let reply = self.raft.append_entries(rpc).await;
-        Ok(Response::new(proto::AppendEntriesResponse {
-            payload: encode(&reply)?,
+        Ok(respond(proto::AppendEntriesResponse {
+            payload: encode(&reply, format)?,
         }))
     }
 
@@ -116,6 +153,7 @@ impl RaftService for RaftApi {
         &self,
         request: Request<proto::InstallSnapshotRequest>,
     ) -> Result<Response<proto::InstallSnapshotResponse>, Status> {
+        let format = reply_format(&request);
         let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().payload)?;
         // openraft writes the chunk at `offset` of an in-memory buffer: an
@@ -134,8 +172,8 @@ impl RaftService for RaftApi {
             failpoint::hit(failpoint::SNAPSHOT_CHUNK_RECEIVED);
         }
         let reply = self.raft.install_snapshot(rpc).await;
-        Ok(Response::new(proto::InstallSnapshotResponse {
-            payload: encode(&reply)?,
+        Ok(respond(proto::InstallSnapshotResponse {
+            payload: encode(&reply, format)?,
         }))
     }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 
-use super::codec;
+use super::codec::{self, Format};
 use super::log_writer::{LogWriter, COMMITTED};
 use super::retry::with_retry;
 use super::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -85,8 +85,10 @@ impl LogStore {
     }
 }
 
+/// A stored entry, of any format this release reads; one of a format it
+/// does not know is a read error, fatal to the Raft core (`codec`'s doc).
 fn decode_entry(row: &LogRow) -> Result<Entry, StorageError> {
-    codec::decode(&row.payload)
+    codec::decode_entry(&row.payload)
         .map_err(|e| StorageIOError::read_log_at_index(row.index, AnyError::new(&e)).into())
 }
 
@@ -196,7 +198,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let rows = entries
             .iter()
             .map(|entry| {
-                let payload = codec::encode(entry).map_err(|e| {
+                let payload = codec::encode_as(entry, Format::NEWEST).map_err(|e| {
                     StorageIOError::write_log_entry(entry.log_id, AnyError::new(&e))
                 })?;
                 Ok(LogRow {

@@ -10,7 +10,7 @@
 //! - [`recover`]: `taskd recover --force-new-cluster`, when a majority is lost for good.
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`batcher`]: single-flight batching (the proposer, shared read-index rounds).
-//! - [`codec`]: how openraft values become bytes (log rows, RPC payloads).
+//! - [`codec`]: how openraft values become bytes (log rows, RPC payloads), format versions.
 //! - [`retry`]: bounded retries of database calls that failed transiently.
 //! - [`snapshot_files`]: the snapshot directory: scratch files and the current snapshot's copy.
 

@@ -1,7 +1,8 @@
 //! The network between nodes: openraft's RPCs over the internal gRPC
 //! `RaftService`, on the same port as the public API.
 //!
-//! Each payload is an openraft message encoded by [`super::codec`]; each
+//! Each payload is an openraft message encoded by [`super::codec`], in the
+//! format negotiated with the peer (its module doc has the rule); each
 //! reply carries `Result<response, RaftError>` so a remote Raft error reaches
 //! openraft as a `RemoteError`, and a transport failure as `Unreachable`
 //! (openraft then backs off instead of hammering a dead peer).
@@ -22,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use super::codec;
+use super::codec::{self, Format, FORMAT_HEADER};
 use super::{NodeId, TypeConfig};
 use crate::proto;
 use crate::proto::raft_service_client::RaftServiceClient;
@@ -79,6 +80,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client,
             refusal: self.refusal.clone(),
+            format: Format::Legacy,
         }
     }
 }
@@ -89,6 +91,9 @@ pub struct PeerClient {
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
     refusal: Refusal,
+    /// The payload format of requests to this peer: what its last answer
+    /// advertised (legacy until it answers: it may run an older release).
+    format: Format,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -98,6 +103,26 @@ impl PeerClient {
         self.client
             .clone()
             .map_err(|e| Unreachable::new(&std::io::Error::other(e)))
+    }
+
+    /// Learns the peer's format from its answer (an error too: an answer
+    /// without the header is from an older release, or from no peer at all).
+    fn answered<T, E: std::error::Error>(
+        &mut self,
+        reply: Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let metadata = match &reply {
+            Ok(response) => response.metadata(),
+            Err(status) => status.metadata(),
+        };
+        let format = Format::negotiated(metadata.get(FORMAT_HEADER).and_then(|v| v.to_str().ok()));
+        if format != self.format {
+            tracing::info!(peer = self.target, ?format, "payload format of the peer");
+            self.format = format;
+        }
+        reply
+            .map(tonic::Response::into_inner)
+            .map_err(status_to_rpc_error)
     }
 
     fn decode_reply<T, E>(&self, payload: &[u8]) -> RpcResult<T, E>
@@ -117,8 +142,8 @@ impl PeerClient {
     }
 }
 
-fn encode_rpc<T: Serialize>(rpc: &T) -> Result<Vec<u8>, NetworkError> {
-    codec::encode(rpc).map_err(|e| NetworkError::new(&e))
+fn encode_rpc<T: Serialize>(rpc: &T, format: Format) -> Result<Vec<u8>, NetworkError> {
+    codec::encode_as(rpc, format).map_err(|e| NetworkError::new(&e))
 }
 
 /// Maps a failed gRPC call: a peer that cannot be reached is `Unreachable`
@@ -134,9 +159,13 @@ fn status_to_rpc_error<E: std::error::Error>(
     }
 }
 
+/// A request with openraft's deadline, advertising the newest format this node reads.
 fn with_deadline<T>(message: T, option: &RPCOption) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(option.hard_ttl());
+    request
+        .metadata_mut()
+        .insert(FORMAT_HEADER, (Format::NEWEST as u32).into());
     request
 }
 
@@ -146,16 +175,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let payload = encode_rpc(&rpc, self.format).map_err(RPCError::Network)?;
         let reply = self
             .client()?
             .append_entries(with_deadline(
                 proto::AppendEntriesRequest { payload },
                 &option,
             ))
-            .await
-            .map_err(status_to_rpc_error)?;
-        self.decode_reply(&reply.into_inner().payload)
+            .await;
+        let reply = self.answered(reply)?;
+        self.decode_reply(&reply.payload)
     }
 
     async fn install_snapshot(
@@ -166,16 +195,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         if rpc.offset > 0 {
             crate::failpoint::hit(crate::failpoint::SNAPSHOT_CHUNK_SEND);
         }
-        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let payload = encode_rpc(&rpc, self.format).map_err(RPCError::Network)?;
         let reply = self
             .client()?
             .install_snapshot(with_deadline(
                 proto::InstallSnapshotRequest { payload },
                 &option,
             ))
-            .await
-            .map_err(status_to_rpc_error)?;
-        self.decode_reply(&reply.into_inner().payload)
+            .await;
+        let reply = self.answered(reply)?;
+        self.decode_reply(&reply.payload)
     }
 
     async fn vote(
@@ -183,19 +212,23 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
-        let payload = encode_rpc(&rpc).map_err(RPCError::Network)?;
+        let payload = encode_rpc(&rpc, self.format).map_err(RPCError::Network)?;
         let reply = self
             .client()?
             .vote(with_deadline(proto::VoteRequest { payload }, &option))
-            .await
-            .map_err(|status| {
-                if status.metadata().contains_key(NOT_A_MEMBER_HEADER) {
-                    let why = format!("node {} refused its vote: {}", self.target, status.message());
-                    tracing::warn!(peer = self.target, reason = %status.message(), "this node is not a member of the cluster it knew");
-                    *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-                }
-                status_to_rpc_error(status)
-            })?;
-        self.decode_reply(&reply.into_inner().payload)
+            .await;
+        if let Err(status) = &reply {
+            if status.metadata().contains_key(NOT_A_MEMBER_HEADER) {
+                let why = format!(
+                    "node {} refused its vote: {}",
+                    self.target,
+                    status.message()
+                );
+                tracing::warn!(peer = self.target, reason = %status.message(), "this node is not a member of the cluster it knew");
+                *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            }
+        }
+        let reply = self.answered(reply)?;
+        self.decode_reply(&reply.payload)
     }
 }

@@ -34,7 +34,7 @@ async fn logged_batches(cluster: &TestCluster, node: u64) -> Vec<Vec<Command>> {
     store.close().await;
     rows.iter()
         .filter_map(|row| {
-            let entry: Entry = codec::decode(&row.payload).expect("decode a log entry");
+            let entry: Entry = codec::decode_entry(&row.payload).expect("decode a log entry");
             match entry.payload {
                 openraft::EntryPayload::Normal(batch) => Some(batch.writes),
                 _ => None,

@@ -32,4 +32,5 @@ mod replication;
 mod snapshot;
 mod snapshot_memory;
 mod storage_suite;
+mod upgrade;
 mod writers;

@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 
 use sqlx::migrate::MigrateDatabase;
 use taskd::store::Backend;
 
 use crate::process::{
-    is_serving, spawn_node_on, wait_all_applied, wait_for_leader, wait_serving, TaskdProcess,
+    is_serving, spawn_release_on, wait_all_applied, wait_for_leader, wait_serving, TaskdProcess,
+    TASKD,
 };
 use crate::support::{eventually, init_tracing, mysql_server_url, unique_name};
 
@@ -18,6 +20,8 @@ pub(crate) struct ProcessCluster {
     pub members: BTreeMap<u64, String>,
     urls: BTreeMap<u64, Option<String>>,
     nodes: BTreeMap<u64, TaskdProcess>,
+    /// The `taskd` binary each node runs (this build's unless upgraded).
+    programs: BTreeMap<u64, PathBuf>,
     backend: Backend,
     // Last: the processes are killed (dropped) before their files go.
     dir: tempfile::TempDir,
@@ -32,6 +36,17 @@ impl ProcessCluster {
     /// [`ProcessCluster::start`], MySQL databases (if `backend` is MySQL) on
     /// the server at `mysql_server` (`mysql://user@host:port`).
     pub(crate) async fn start_with_mysql(n: u64, backend: Backend, mysql_server: &str) -> Self {
+        Self::start_release(Path::new(TASKD), n, backend, mysql_server).await
+    }
+
+    /// [`ProcessCluster::start_with_mysql`] with every node running the
+    /// `taskd` binary at `program` (another release's, say).
+    pub(crate) async fn start_release(
+        program: &Path,
+        n: u64,
+        backend: Backend,
+        mysql_server: &str,
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let members: BTreeMap<u64, String> = (1..=n)
@@ -53,6 +68,7 @@ impl ProcessCluster {
             members,
             urls,
             nodes: BTreeMap::new(),
+            programs: (1..=n).map(|id| (id, program.to_path_buf())).collect(),
             backend,
             dir,
         };
@@ -64,7 +80,8 @@ impl ProcessCluster {
     }
 
     fn spawn(&mut self, id: u64) {
-        let node = spawn_node_on(
+        let node = spawn_release_on(
+            &self.programs[&id],
             self.dir.path(),
             id,
             &self.members,
@@ -146,6 +163,22 @@ impl ProcessCluster {
         })
         .await;
         restarted
+    }
+
+    /// Stops node `id` cleanly (SIGTERM; it must exit 0), starts the binary
+    /// at `program` on its data and database, and waits until it is SERVING.
+    pub(crate) async fn replace(&mut self, id: u64, program: &Path) {
+        let mut node = self.nodes.remove(&id).expect("node is running");
+        node.signal("TERM");
+        let status = node.wait_exit().await;
+        assert!(status.success(), "node {id} exit after SIGTERM: {status}");
+        self.programs.insert(id, program.to_path_buf());
+        self.restart(id).await;
+    }
+
+    /// Node `id`'s SQLite database file (the default under its data dir).
+    pub(crate) fn sqlite_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}/taskd.db"))
     }
 
     /// Waits until every node of the cluster has applied the leader's log.

@@ -25,6 +25,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::support::{eventually, init_tracing, DEADLINE};
 
+/// This build's `taskd`.
 pub(crate) const TASKD: &str = env!("CARGO_BIN_EXE_taskd");
 
 /// A running `taskd` process. Dropping it kills (SIGKILL) and reaps the
@@ -41,12 +42,24 @@ impl TaskdProcess {
     /// keeps the earlier run's log), stdout as given. `TASKD_…` variables of
     /// the test's environment are not passed on: only the flags count.
     fn spawn(name: &str, args: &[String], stderr_path: &Path, stdout: Stdio) -> Self {
+        Self::spawn_program(Path::new(TASKD), name, args, stderr_path, stdout)
+    }
+
+    /// [`TaskdProcess::spawn`] of the `taskd` binary at `program` (another
+    /// release's, say).
+    fn spawn_program(
+        program: &Path,
+        name: &str,
+        args: &[String],
+        stderr_path: &Path,
+        stdout: Stdio,
+    ) -> Self {
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr_path)
             .expect("open stderr file");
-        let mut command = Command::new(TASKD);
+        let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -61,7 +74,7 @@ impl TaskdProcess {
         }
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("start {TASKD} {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("start {} {args:?}: {e}", program.display()));
         Self {
             name: name.to_string(),
             child,
@@ -292,12 +305,24 @@ pub(crate) fn spawn_node_on(
     members: &BTreeMap<u64, String>,
     database_url: Option<&str>,
 ) -> TaskdProcess {
+    spawn_release_on(Path::new(TASKD), dir, id, members, database_url)
+}
+
+/// [`spawn_node_on`] of the `taskd` binary at `program`.
+pub(crate) fn spawn_release_on(
+    program: &Path,
+    dir: &Path,
+    id: u64,
+    members: &BTreeMap<u64, String>,
+    database_url: Option<&str>,
+) -> TaskdProcess {
     let mut args = serve_args(dir, id, members);
     if let Some(url) = database_url {
         args.extend(["--database-url".into(), url.into()]);
     }
-    TaskdProcess::spawn(
-        &format!("node {id}"),
+    TaskdProcess::spawn_program(
+        program,
+        &format!("node {id} ({})", program.display()),
         &args,
         &dir.join(format!("node{id}.stderr")),
         Stdio::null(),
