@@ -65,8 +65,13 @@ pub struct Args {
     /// kills -9 a node's MariaDB; `disk-full` fills a node's disk (each
     /// node's files then live on a small tmpfs); `snapshot-kill` cuts a node
     /// off until it needs a snapshot, then kills it -9 while it installs one
-    /// (nodes then snapshot every 50 entries). Each heals (restart,
-    /// SIGCONT, rules removed, space freed) after 2-6 s.
+    /// (nodes then snapshot every 50 entries); `membership` is any of
+    /// `membership-replace` (remove a voter, start a new node with a new id
+    /// and a fresh database in its place, joining as a voter),
+    /// `membership-learner` (the same, joining as a learner, then promoted)
+    /// and `membership-transfer` (TransferLeadership). Each heals (restart,
+    /// SIGCONT, rules removed, space freed, voters back to the node count)
+    /// after 2-6 s.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Nemesis>,
 
@@ -188,6 +193,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
     let start = Instant::now();
     let shared = Shared {
         clients: cluster.clients.clone(),
+        ids: cluster.ids.clone(),
         recorder: Arc::new(Recorder::new(start)),
         keys: Arc::new(Mutex::new(KeyRing::new(keys))),
         stop: Arc::new(AtomicBool::new(false)),
@@ -274,6 +280,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
     let stale = verify::check_stale(&key_list, &ops);
     findings.extend(stale.iter().take(20).map(|s| format!("stale: {s}")));
 
+    let node_ids = cluster.ids.all();
     cluster.shutdown().await;
     drop(cluster);
     let count = |s| ops.iter().filter(|o| o.status == s).count();
@@ -296,6 +303,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
             .count(),
         available_after_heal,
         nodes: args.nodes,
+        node_ids,
         backend: format!("{:?}", args.backend).to_lowercase(),
         break_mode: args.break_mode.map(BreakMode::flag),
         applied_index,
