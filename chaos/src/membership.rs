@@ -28,8 +28,12 @@ use crate::nemesis::Nemesis;
 const CAUGHT_UP_LAG: u64 = 500;
 /// How long a change waits for a healthy cluster before it gives up.
 const HEALTHY_WAIT: Duration = Duration::from_secs(15);
-/// The bound on each step of a change (remove, join, promote).
+/// The bound on each step of a change (remove, join, promote); a change
+/// also ends at the quiet phase of the run, whichever comes first.
 const STEP: Duration = Duration::from_secs(40);
+/// How long RemoveNode of the leader may take before the harness kills the
+/// leader instead (see [`remove`]).
+const REMOVE_LEADER: Duration = Duration::from_secs(15);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(200);
 
@@ -53,8 +57,11 @@ fn request<T>(message: T) -> tonic::Request<T> {
 
 /// Waits until every slot answers, the leader's voters are exactly the
 /// slots' nodes, and each has caught up; answers the leader's status.
-async fn wait_healthy(cluster: &Cluster) -> Result<(usize, pb::GetClusterStatusResponse), String> {
-    let deadline = Instant::now() + HEALTHY_WAIT;
+async fn wait_healthy(
+    cluster: &Cluster,
+    quiet: Instant,
+) -> Result<(usize, pb::GetClusterStatusResponse), String> {
+    let deadline = quiet.min(Instant::now() + HEALTHY_WAIT);
     let mut last;
     loop {
         let answered = cluster.statuses().await.iter().all(Option::is_some);
@@ -79,9 +86,7 @@ async fn wait_healthy(cluster: &Cluster) -> Result<(usize, pb::GetClusterStatusR
             }
         };
         if Instant::now() >= deadline {
-            return Err(format!(
-                "cluster not healthy within {HEALTHY_WAIT:?}: {last}"
-            ));
+            return Err(format!("cluster not healthy in time: {last}"));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -99,13 +104,19 @@ async fn admin_client(cluster: &Cluster, avoid: usize) -> NodeClient {
 
 /// Polls the leader's status until `done` holds, with `act` (an admin call
 /// that may be repeated) between polls; the last error on timeout.
-async fn until<F, A, Fut>(cluster: &Cluster, what: &str, done: F, act: A) -> Result<(), String>
+async fn until<F, A, Fut>(
+    cluster: &Cluster,
+    deadline: Instant,
+    what: &str,
+    done: F,
+    act: A,
+) -> Result<(), String>
 where
     F: Fn(&pb::GetClusterStatusResponse) -> bool,
     A: Fn(NodeClient, pb::GetClusterStatusResponse) -> Fut,
     Fut: std::future::Future<Output = Result<(), tonic::Status>>,
 {
-    let deadline = Instant::now() + STEP;
+    let deadline = deadline.min(Instant::now() + STEP);
     let mut last = String::from("no leader");
     loop {
         if let Some((k, s)) = cluster.leader_status().await {
@@ -117,16 +128,16 @@ where
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!("{what}: not done within {STEP:?}: {last}"));
+            return Err(format!("{what}: not done in time: {last}"));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-/// Removes node `id` (slot `k`), until the leader no longer lists it. A
-/// leader asked to remove itself hands over first; the call is forwarded.
-async fn remove(cluster: &Cluster, k: usize, id: u64) -> Result<(), String> {
-    let deadline = Instant::now() + STEP;
+/// Removes node `id` (slot `k`), until the leader no longer lists it;
+/// `deadline` bounds it. A leader asked to remove itself hands over first;
+/// the call is forwarded.
+async fn remove(cluster: &Cluster, k: usize, id: u64, deadline: Instant) -> Result<(), String> {
     let mut last = String::new();
     loop {
         let mut client = admin_client(cluster, k).await;
@@ -143,18 +154,17 @@ async fn remove(cluster: &Cluster, k: usize, id: u64) -> Result<(), String> {
             }
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "remove node {id}: not done within {STEP:?}: {last}"
-            ));
+            return Err(format!("remove node {id}: not done in time: {last}"));
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
 /// Makes `id` a voter beside the current voters.
-async fn promote(cluster: &Cluster, id: u64) -> Result<(), String> {
+async fn promote(cluster: &Cluster, id: u64, deadline: Instant) -> Result<(), String> {
     until(
         cluster,
+        deadline,
         &format!("promote node {id}"),
         |s| voters(s).contains(&id),
         |mut c, s| async move {
@@ -169,14 +179,16 @@ async fn promote(cluster: &Cluster, id: u64) -> Result<(), String> {
     .await
 }
 
-/// Injects one membership change; the slots it touched and what it did.
+/// Injects one membership change, done by `quiet` (the run's quiet phase);
+/// the slots it touched and what it did.
 pub async fn inject(
     cluster: &mut Cluster,
     nemesis: Nemesis,
     rng: &mut fastrand::Rng,
+    quiet: Instant,
 ) -> Result<(Vec<usize>, String), String> {
     let began = Instant::now();
-    let (leader_slot, status) = wait_healthy(cluster)
+    let (leader_slot, status) = wait_healthy(cluster, quiet)
         .await
         .map_err(|e| format!("skipped: {e}"))?;
     let n = cluster.nodes.len();
@@ -223,7 +235,21 @@ pub async fn inject(
     } else {
         ""
     };
-    remove(cluster, k, old).await?;
+    let mut was = was.to_string();
+    if old == status.node_id {
+        // Removing the leader makes it hand leadership over first. Should
+        // that not finish, the leader is killed (it is about to be wiped
+        // anyway) and the next leader removes it: a dead node replaced.
+        // The stuck RemoveNode stays in the detail and the findings.
+        let first = remove(cluster, k, old, quiet.min(Instant::now() + REMOVE_LEADER)).await;
+        if let Err(e) = first {
+            cluster.nodes[k - 1].kill().await;
+            was = format!("{was}, killed after RemoveNode of the leader failed ({e})");
+            remove(cluster, k, old, quiet).await?;
+        }
+    } else {
+        remove(cluster, k, old, quiet).await?;
+    }
     let new = cluster.replace_process(k, as_voter).await?;
     let detail = |how: &str| {
         format!(
@@ -234,6 +260,7 @@ pub async fn inject(
     if as_voter {
         until(
             cluster,
+            quiet,
             &format!("node {new} joins as a voter"),
             |s| voters(s).contains(&new),
             |_, _| async { Ok(()) },
@@ -244,13 +271,14 @@ pub async fn inject(
     }
     until(
         cluster,
+        quiet,
         &format!("node {new} joins as a learner"),
         |s| members(s).contains(&new),
         |_, _| async { Ok(()) },
     )
     .await
     .map_err(|e| format!("{}: {e}", detail("started")))?;
-    promote(cluster, new)
+    promote(cluster, new, quiet)
         .await
         .map_err(|e| format!("{}: {e}", detail("joined as a learner")))?;
     Ok((vec![k], detail("joined as a learner, promoted")))
@@ -269,6 +297,7 @@ pub async fn restore(cluster: &Cluster) -> Result<(), String> {
         .collect();
     until(
         cluster,
+        Instant::now() + STEP,
         &format!("voters back to {want:?}"),
         |s| members(s) == want && voters(s) == want,
         |mut c, s| {

@@ -185,7 +185,7 @@ pub async fn run(
             break;
         }
         let began = Instant::now();
-        let (targets, detail) = match inject(cluster, fault).await {
+        let (targets, detail) = match inject(cluster, fault, quiet).await {
             Ok(done) => done,
             Err(e) => (Vec::new(), format!("could not inject: {e}")),
         };
@@ -207,7 +207,11 @@ pub async fn run(
     events
 }
 
-async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, String), String> {
+async fn inject(
+    cluster: &mut Cluster,
+    fault: &Fault,
+    quiet: Instant,
+) -> Result<(Vec<usize>, String), String> {
     let n = cluster.nodes.len();
     let mut rng = fastrand::Rng::with_seed(fault.pick);
     let majority = n / 2 + 1;
@@ -265,7 +269,7 @@ async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, Str
             ))
         }
         Nemesis::MembershipReplace | Nemesis::MembershipLearner | Nemesis::MembershipTransfer => {
-            crate::membership::inject(cluster, fault.nemesis, &mut rng).await
+            crate::membership::inject(cluster, fault.nemesis, &mut rng, quiet).await
         }
         Nemesis::DiskFull => {
             let targets = some_nodes(&mut rng, n, 1);

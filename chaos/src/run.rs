@@ -249,6 +249,18 @@ pub async fn run(args: Args) -> Result<Summary, String> {
         findings.push(format!("after healing: {e}"));
         available_after_heal = false;
     }
+    // Not violations (those are about what clients saw), but taskd did not
+    // do what it was asked: worth a line at the top of the report.
+    for e in events.iter().filter(|e| e.what.starts_with("membership")) {
+        if e.detail.contains("could not inject") || e.detail.contains("failed") {
+            findings.push(format!(
+                "{} at {:.1}s: {}",
+                e.what,
+                e.start_us as f64 / 1e6,
+                e.detail
+            ));
+        }
+    }
     let ops = shared.recorder.ops();
     let key_list = shared.keys.lock().unwrap_or_else(|e| e.into_inner()).keys();
 
