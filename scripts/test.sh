@@ -36,7 +36,7 @@
 # Knobs: TASKD_TEST_MYSQL_URL, TASKD_TEST_MYSQL_PROBE_PORT (default 3306; "off" skips the
 # probe), TASKD_TEST_MYSQL_PORT (first port for the throwaway server, default 33306),
 # TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm, TASKD_CHAOS_SEED (default 1), TASKD_CHAOS_DURATION
-# (default 120s), TASKD_CHAOS_NEMESIS (default kill,pause,partition,mysql-kill).
+# (default 120s), TASKD_CHAOS_NEMESIS (default kill,pause,partition,mysql-kill,membership).
 # TASKD_TEST_RUNNER, TASKD_BUF_VIA=npm, TASKD_TEST_FEATURES (cargo features of the clippy and
 # test steps; default taskd/failpoints,taskd/chaos-break, so target/debug/taskd carries the
 # crash points that tests/it/crash_points.rs sets through FAILPOINTS and the chaos step's
@@ -176,7 +176,7 @@ step_chaos() {
   cargo build --quiet -p taskd -p taskd-chaos --bin taskd --bin taskd-chaos --features "$TASKD_TEST_FEATURES"
   local target=${CARGO_TARGET_DIR:-target} seed=${TASKD_CHAOS_SEED:-1} rc=0
   local chaos="$target/debug/taskd-chaos"
-  local nemesis=${TASKD_CHAOS_NEMESIS:-kill,pause,partition,mysql-kill}
+  local nemesis=${TASKD_CHAOS_NEMESIS:-kill,pause,partition,mysql-kill,membership}
   rm -rf "$target/chaos"
   _mysql_as_root "$chaos" --seed "$seed" --duration "${TASKD_CHAOS_DURATION:-120s}" --backend mysql \
     --nemesis "$nemesis" --out "$target/chaos/pass" || rc=$?

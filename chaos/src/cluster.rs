@@ -4,6 +4,8 @@
 //! made (field order is drop order).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use taskd_client::pb;
@@ -13,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::mariadb::{self, MariaDb};
 use crate::netns::{NetError, Network};
-use crate::node::{Node, NodeSpec};
+use crate::node::{Membership, Node, NodeSpec};
 
 pub const PORT: u16 = 50051;
 
@@ -79,9 +81,45 @@ fn small_disk_size(backend: Backend) -> &'static str {
     }
 }
 
+/// Which node id runs in each slot (a namespace with its address, MariaDB
+/// and directory; slots are 1-based and fixed for the run). Founders have
+/// id = slot; the membership nemesis replaces a slot's node by one with a
+/// new id. 0 while a slot is being replaced. Shared with the workers, so
+/// that each operation records the node that served it.
+#[derive(Debug)]
+pub struct SlotIds(Vec<AtomicU64>);
+
+impl SlotIds {
+    fn founders(n: usize) -> Self {
+        Self((1..=n as u64).map(AtomicU64::new).collect())
+    }
+
+    /// The node id in slot `k` (1-based); 0 while it is being replaced.
+    pub fn get(&self, k: usize) -> u64 {
+        self.0[k - 1].load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, k: usize, id: u64) {
+        self.0[k - 1].store(id, Ordering::SeqCst)
+    }
+
+    /// The slot that runs node `id`.
+    pub fn slot_of(&self, id: u64) -> Option<usize> {
+        (1..=self.0.len()).find(|&k| id != 0 && self.get(k) == id)
+    }
+
+    pub fn all(&self) -> Vec<u64> {
+        (1..=self.0.len()).map(|k| self.get(k)).collect()
+    }
+}
+
 #[derive(Debug)]
 pub struct Cluster {
     pub nodes: Vec<Node>,
+    /// The node id in each slot (index k-1 of `nodes`, `dbs`, `clients`).
+    pub ids: Arc<SlotIds>,
+    /// The next id a new node gets: ids are never reused.
+    pub next_id: u64,
     /// Index k-1 is node k's server; empty with SQLite.
     pub dbs: Vec<MariaDb>,
     pub net: Network,
@@ -149,12 +187,12 @@ impl Cluster {
                 Backend::Sqlite => format!("sqlite://{}", data_dir.join("taskd.db").display()),
             };
             let mut node = Node::new(NodeSpec {
-                id: k,
+                id: k as u64,
                 ns: net.ns(k),
                 listen: format!("{}:{PORT}", net.addr(k)),
                 data_dir,
                 database_url,
-                initial_cluster: initial_cluster.join(","),
+                membership: Membership::Founder(initial_cluster.join(",")),
                 taskd_bin: spec.taskd_bin.clone(),
                 break_mode: spec.break_mode.clone(),
                 snapshot_every: spec.snapshot_every.clone(),
@@ -169,6 +207,8 @@ impl Cluster {
         }
         let cluster = Cluster {
             nodes,
+            ids: Arc::new(SlotIds::founders(spec.nodes)),
+            next_id: spec.nodes as u64 + 1,
             dbs,
             net,
             clients,
@@ -258,7 +298,59 @@ impl Cluster {
         futures_join_all(calls).await
     }
 
-    /// The leader most nodes agree on at the highest term, if any.
+    /// Stops slot `k`'s node (already removed from the cluster), wipes its
+    /// state (data dir; its MariaDB database), and starts a new, empty node
+    /// there under a new id that joins through the other slots: a new
+    /// machine with the old one's address. Returns the new id.
+    pub async fn replace_process(&mut self, k: usize, as_voter: bool) -> Result<u64, String> {
+        // 0 first: the workers then record no read as served by either
+        // node while the slot changes hands (see workload::stale_reader).
+        self.ids.set(k, 0);
+        self.nodes[k - 1].kill().await;
+        let old = self.nodes[k - 1].spec.clone();
+        match std::fs::remove_dir_all(&old.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("wiping {}: {e}", old.data_dir.display())),
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut database_url = old.database_url.clone();
+        if let Some(db) = self.dbs.get(k - 1) {
+            let name = old.database_url.rsplit('/').next().unwrap_or("taskd");
+            // A database of its own per node id: fresh even if the drop of
+            // the old one failed; the drop only frees the space.
+            if let Err(e) = db.drop_database(name).await {
+                eprintln!("taskd-chaos: slot {k}: dropping database {name}: {e}");
+            }
+            database_url = mariadb::database_url(id);
+        }
+        let seeds: Vec<String> = (1..=self.nodes.len())
+            .filter(|&j| j != k)
+            .map(|j| self.nodes[j - 1].spec.listen.clone())
+            .collect();
+        let log = old.log.with_file_name(format!("n{k}.node{id}.taskd.log"));
+        let data_dir = old.data_dir.clone();
+        let spec = NodeSpec {
+            id,
+            data_dir,
+            database_url,
+            membership: Membership::Join {
+                seeds: seeds.join(","),
+                as_voter,
+            },
+            log,
+            ..old
+        };
+        self.ids.set(k, id);
+        self.nodes[k - 1] = Node::new(spec);
+        self.nodes[k - 1]
+            .start()
+            .map_err(|e| format!("starting node {id} in slot {k}: {e}"))?;
+        Ok(id)
+    }
+
+    /// The slot of the leader most nodes agree on at the highest term, if any.
     pub async fn leader(&self) -> Option<usize> {
         let statuses = self.statuses().await;
         let term = statuses.iter().flatten().map(|s| s.term).max()?;
@@ -266,8 +358,19 @@ impl Cluster {
             .iter()
             .flatten()
             .filter(|s| s.term == term && s.leader_id != 0)
-            .map(|s| s.leader_id as usize)
-            .next()
+            .find_map(|s| self.ids.slot_of(s.leader_id))
+    }
+
+    /// The status as the leader itself reports it (the only one that knows
+    /// each member's matched index), with the leader's slot.
+    pub async fn leader_status(&self) -> Option<(usize, pb::GetClusterStatusResponse)> {
+        let statuses = self.statuses().await;
+        statuses
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i + 1, s)))
+            .filter(|(k, s)| s.role == pb::NodeRole::Leader as i32 && s.node_id == self.ids.get(*k))
+            .max_by_key(|(_, s)| s.term)
     }
 }
 

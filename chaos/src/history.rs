@@ -48,8 +48,11 @@ pub struct Seen {
 pub struct Op {
     pub process: usize,
     pub kind: Kind,
-    /// The node the call went to (1-based).
+    /// The slot the call went to (1-based): a namespace and its address.
     pub node: usize,
+    /// The id of the node that ran in that slot when the call was made (the
+    /// membership nemesis puts new nodes, with new ids, into old slots).
+    pub node_id: u64,
     /// The task: a register's id, or the id a create was acknowledged with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,

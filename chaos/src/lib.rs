@@ -9,6 +9,8 @@
 //! - [`cluster`]: all of the above together, and gRPC clients to each node.
 //! - [`nemesis`]: the seeded fault schedule, injecting and healing faults.
 //! - [`partition`]: the partition shapes as per-node drop rules.
+//! - [`membership`]: the membership changes (replace a node, promote a
+//!   learner, transfer leadership) through the admin RPCs.
 //! - [`workload`]: register, set and STALE-read clients.
 //! - [`history`]: the operations as the clients saw them.
 //! - [`verify`]: the checks over the history and the replicas.
@@ -23,6 +25,7 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod mariadb;
+pub mod membership;
 pub mod nemesis;
 pub mod netns;
 pub mod node;

@@ -14,8 +14,14 @@ use tokio::process::{Child, Command};
 
 use crate::netns::{run, NetError};
 
-/// The URL a node inside the namespace uses for its database.
+/// The URL a founding node inside the namespace uses for its database.
 pub const NODE_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/taskd";
+
+/// The database of a node added later (the membership nemesis): one per
+/// node id, so that a new node never sees an old one's tables.
+pub fn database_url(id: u64) -> String {
+    format!("mysql://root@127.0.0.1:3306/taskd_n{id}")
+}
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -177,6 +183,25 @@ impl MariaDb {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Drops database `name` (a removed node's), through the socket.
+    pub async fn drop_database(&self, name: &str) -> Result<(), String> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{name:?} is not a plain database name"));
+        }
+        let socket = format!("--socket={}", self.socket().display());
+        let sql = format!("DROP DATABASE IF EXISTS `{name}`");
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", &socket, "-uroot", "-e", &sql])
+            .stdin(Stdio::null())
+            .output();
+        match tokio::time::timeout(Duration::from_secs(20), out).await {
+            Ok(Ok(o)) if o.status.success() => Ok(()),
+            Ok(Ok(o)) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 20s".into()),
         }
     }
 

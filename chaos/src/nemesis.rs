@@ -43,6 +43,15 @@ pub enum Nemesis {
     // Cut a node off until it lags past the purged log, heal, and kill -9
     // it while the snapshot it needs is installed; restart it.
     SnapshotKill,
+    // Any of the membership changes below, at random.
+    Membership,
+    // Remove a voter, wipe it, start a new node (new id) in its place that
+    // joins as a voter.
+    MembershipReplace,
+    // The same, but the new node joins as a learner and is then promoted.
+    MembershipLearner,
+    // Transfer leadership to a voter or to whichever is most up to date.
+    MembershipTransfer,
 }
 
 impl Nemesis {
@@ -109,6 +118,11 @@ pub fn schedule(seed: u64, mix: &[Nemesis], nodes: usize, duration: Duration) ->
                 }
                 shapes
             }
+            Nemesis::Membership => vec![
+                Nemesis::MembershipReplace,
+                Nemesis::MembershipLearner,
+                Nemesis::MembershipTransfer,
+            ],
             other => vec![*other],
         })
         .collect();
@@ -161,11 +175,17 @@ pub async fn run(
     end: Instant,
 ) -> Vec<Event> {
     let us = |t: Instant| t.duration_since(start).as_micros() as u64;
+    let quiet = end - final_phase(end - start);
     let mut events = Vec::new();
     for fault in faults {
         supervise_until(cluster, start + fault.at, start, &mut events).await;
+        // A fault that ran long (a membership change waits for its node to
+        // catch up) delays the rest: none may reach into the quiet phase.
+        if Instant::now() + fault.hold > quiet {
+            break;
+        }
         let began = Instant::now();
-        let (targets, detail) = match inject(cluster, fault).await {
+        let (targets, detail) = match inject(cluster, fault, quiet).await {
             Ok(done) => done,
             Err(e) => (Vec::new(), format!("could not inject: {e}")),
         };
@@ -187,7 +207,11 @@ pub async fn run(
     events
 }
 
-async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, String), String> {
+async fn inject(
+    cluster: &mut Cluster,
+    fault: &Fault,
+    quiet: Instant,
+) -> Result<(Vec<usize>, String), String> {
     let n = cluster.nodes.len();
     let mut rng = fastrand::Rng::with_seed(fault.pick);
     let majority = n / 2 + 1;
@@ -244,6 +268,9 @@ async fn inject(cluster: &mut Cluster, fault: &Fault) -> Result<(Vec<usize>, Str
                 format!("cut off, healed at applied {applied}, kill -9 during catch-up"),
             ))
         }
+        Nemesis::MembershipReplace | Nemesis::MembershipLearner | Nemesis::MembershipTransfer => {
+            crate::membership::inject(cluster, fault.nemesis, &mut rng, quiet).await
+        }
         Nemesis::DiskFull => {
             let targets = some_nodes(&mut rng, n, 1);
             let written = cluster.fill_disk(targets[0]).await?;
@@ -292,6 +319,14 @@ async fn heal(cluster: &mut Cluster, nemesis: Nemesis, targets: &[usize]) -> Str
                 }
             }
         }
+        Nemesis::Membership
+        | Nemesis::MembershipReplace
+        | Nemesis::MembershipLearner
+        | Nemesis::MembershipTransfer => {
+            if let Err(e) = crate::membership::restore(cluster).await {
+                problems.push(e);
+            }
+        }
         _ => {
             if let Err(e) = cluster.net.heal() {
                 problems.push(e.to_string());
@@ -319,7 +354,8 @@ async fn supervise_until(
                     start_us: at,
                     end_us: at,
                     detail: format!(
-                        "node {} exited by itself ({status}); supervisor restart: {restarted:?}",
+                        "node {} (slot {}) exited by itself ({status}); supervisor restart: {restarted:?}",
+                        node.spec.id,
                         i + 1
                     ),
                 });
@@ -361,6 +397,11 @@ pub async fn heal_all(cluster: &mut Cluster) -> Vec<String> {
             }
         }
     }
+    if cluster.next_id > cluster.nodes.len() as u64 + 1 {
+        if let Err(e) = crate::membership::restore(cluster).await {
+            problems.push(e);
+        }
+    }
     problems
 }
 
@@ -386,5 +427,17 @@ mod tests {
         assert!(three.iter().all(|f| f.nemesis != Nemesis::Partition));
         let five = schedule(1, &[Nemesis::Partition], 5, Duration::from_secs(600));
         assert!(five.iter().any(|f| f.nemesis == Nemesis::PartitionRing));
+    }
+
+    #[test]
+    fn membership_expands_to_its_three_changes() {
+        let faults = schedule(3, &[Nemesis::Membership], 3, Duration::from_secs(600));
+        let kinds: std::collections::BTreeSet<Nemesis> = faults.iter().map(|f| f.nemesis).collect();
+        let expected = [
+            Nemesis::MembershipReplace,
+            Nemesis::MembershipLearner,
+            Nemesis::MembershipTransfer,
+        ];
+        assert_eq!(kinds, expected.into_iter().collect());
     }
 }

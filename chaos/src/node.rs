@@ -6,15 +6,27 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// How to start a node; fixed for the run.
+/// How a node enters the cluster.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    /// A founding member: `--initial-cluster id=addr,…`.
+    Founder(String),
+    /// A node started empty that asks the members at `seeds` (host:port,…)
+    /// to add it: `--join SEEDS --join-as voter|learner`. A restart keeps
+    /// the flags (taskd ignores them once it is a member).
+    Join { seeds: String, as_voter: bool },
+}
+
+/// How to start a node; fixed for the node's life (a replaced node is a
+/// new node, with a new id and a spec of its own).
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
-    pub id: usize,
+    pub id: u64,
     pub ns: String,
     pub listen: String,
     pub data_dir: PathBuf,
     pub database_url: String,
-    pub initial_cluster: String,
+    pub membership: Membership,
     pub taskd_bin: PathBuf,
     /// `--break MODE`, passed through (taskd built with `chaos-break`).
     pub break_mode: Option<String>,
@@ -64,8 +76,16 @@ impl Node {
             ])
             .arg("--data-dir")
             .arg(&s.data_dir)
-            .args(["--database-url", &s.database_url])
-            .args(["--initial-cluster", &s.initial_cluster]);
+            .args(["--database-url", &s.database_url]);
+        match &s.membership {
+            Membership::Founder(initial) => command.args(["--initial-cluster", initial]),
+            Membership::Join { seeds, as_voter } => command.args([
+                "--join",
+                seeds,
+                "--join-as",
+                if *as_voter { "voter" } else { "learner" },
+            ]),
+        };
         if let Some(mode) = &s.break_mode {
             command.args(["--break", mode]);
         }

@@ -34,7 +34,7 @@ pub fn shape(
             let rest: Vec<usize> = (1..=n).filter(|&k| k != x).collect();
             cut(&[x], &rest, &mut drops);
             targets = vec![x];
-            detail = format!("isolate node {x}");
+            detail = format!("isolate slot {x}");
         }
         Nemesis::PartitionHalves => {
             let (minority, rest) = order.split_at(n / 2);
@@ -47,13 +47,13 @@ pub fn shape(
             let (a, b) = order[1..].split_at((n - 1) / 2);
             cut(a, b, &mut drops);
             targets = vec![bridge];
-            detail = format!("{a:?} | {b:?}, bridged by node {bridge}");
+            detail = format!("{a:?} | {b:?}, bridged by slot {bridge}");
         }
         Nemesis::PartitionOneWay => {
             let x = order[0];
             drops.push((x, (1..=n).filter(|&k| k != x).collect()));
             targets = vec![x];
-            detail = format!("node {x} hears nobody, is heard by all");
+            detail = format!("slot {x} hears nobody, is heard by all");
         }
         Nemesis::PartitionRing => {
             for (i, &x) in order.iter().enumerate() {

@@ -31,6 +31,9 @@ pub struct Summary {
     /// The healed cluster elected a leader and answered the final read.
     pub available_after_heal: bool,
     pub nodes: usize,
+    /// The node id each slot runs at the end (1..=nodes unless the
+    /// membership nemesis replaced some).
+    pub node_ids: Vec<u64>,
     pub backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_mode: Option<String>,
@@ -145,7 +148,7 @@ pub fn write_report(
     );
     let _ = writeln!(
         md,
-        "| window | fault | targets | detail | ops | ok | unknown | failed | p50 | p99 | errors |"
+        "| window | fault | slots | detail | ops | ok | unknown | failed | p50 | p99 | errors |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut before = 0;
@@ -232,11 +235,25 @@ pub fn write_timeline(
             e.what
         );
     }
+    // A lane per slot (namespace and address); the membership nemesis may
+    // run several node ids in one slot over the run, each labelled.
     for k in 1..=lanes {
         let y = top + lane * (k as f64 - 0.5);
+        let mut ids: Vec<u64> = ops
+            .iter()
+            .filter(|o| o.node == k && o.node_id != 0)
+            .map(|o| o.node_id)
+            .collect();
+        ids.dedup();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
         let _ = write!(
             svg,
-            r##"<text x="5" y="{y:.1}">node {k}</text><line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}" stroke="#ccc"/>"##
+            r##"<text x="5" y="{:.1}">slot {k}</text><text x="5" y="{:.1}">id {}</text><line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}" stroke="#ccc"/>"##,
+            y - 6.0,
+            y + 8.0,
+            ids.join(",")
         );
     }
     // A long run has millions of ops: plot every failure and unknown, and

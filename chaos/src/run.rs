@@ -65,8 +65,13 @@ pub struct Args {
     /// kills -9 a node's MariaDB; `disk-full` fills a node's disk (each
     /// node's files then live on a small tmpfs); `snapshot-kill` cuts a node
     /// off until it needs a snapshot, then kills it -9 while it installs one
-    /// (nodes then snapshot every 50 entries). Each heals (restart,
-    /// SIGCONT, rules removed, space freed) after 2-6 s.
+    /// (nodes then snapshot every 50 entries); `membership` is any of
+    /// `membership-replace` (remove a voter, start a new node with a new id
+    /// and a fresh database in its place, joining as a voter),
+    /// `membership-learner` (the same, joining as a learner, then promoted)
+    /// and `membership-transfer` (TransferLeadership). Each heals (restart,
+    /// SIGCONT, rules removed, space freed, voters back to the node count)
+    /// after 2-6 s.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<Nemesis>,
 
@@ -188,6 +193,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
     let start = Instant::now();
     let shared = Shared {
         clients: cluster.clients.clone(),
+        ids: cluster.ids.clone(),
         recorder: Arc::new(Recorder::new(start)),
         keys: Arc::new(Mutex::new(KeyRing::new(keys))),
         stop: Arc::new(AtomicBool::new(false)),
@@ -243,6 +249,18 @@ pub async fn run(args: Args) -> Result<Summary, String> {
         findings.push(format!("after healing: {e}"));
         available_after_heal = false;
     }
+    // Not violations (those are about what clients saw), but taskd did not
+    // do what it was asked: worth a line at the top of the report.
+    for e in events.iter().filter(|e| e.what.starts_with("membership")) {
+        if e.detail.contains("could not inject") || e.detail.contains("failed") {
+            findings.push(format!(
+                "{} at {:.1}s: {}",
+                e.what,
+                e.start_us as f64 / 1e6,
+                e.detail
+            ));
+        }
+    }
     let ops = shared.recorder.ops();
     let key_list = shared.keys.lock().unwrap_or_else(|e| e.into_inner()).keys();
 
@@ -274,6 +292,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
     let stale = verify::check_stale(&key_list, &ops);
     findings.extend(stale.iter().take(20).map(|s| format!("stale: {s}")));
 
+    let node_ids = cluster.ids.all();
     cluster.shutdown().await;
     drop(cluster);
     let count = |s| ops.iter().filter(|o| o.status == s).count();
@@ -296,6 +315,7 @@ pub async fn run(args: Args) -> Result<Summary, String> {
             .count(),
         available_after_heal,
         nodes: args.nodes,
+        node_ids,
         backend: format!("{:?}", args.backend).to_lowercase(),
         break_mode: args.break_mode.map(BreakMode::flag),
         applied_index,

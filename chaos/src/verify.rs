@@ -2,7 +2,7 @@
 //! [`crate::checker`]), the set (with [`crate::set`]), the STALE reads
 //! (with [`crate::stale`]), and the replicas against each other.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,8 @@ pub fn check_stale(keys: &[(String, Seen)], ops: &[Op]) -> Vec<String> {
     for (id, initial) in keys {
         written.entry(id).or_default().insert(initial.value.clone());
     }
-    let mut reads: BTreeMap<(usize, &str), Vec<State>> = BTreeMap::new();
+    // Per node id, not per slot: a new node in an old slot starts empty.
+    let mut reads: BTreeMap<(u64, &str), Vec<State>> = BTreeMap::new();
     for op in ops {
         let Some(id) = op.task.as_deref() else {
             continue;
@@ -166,7 +167,7 @@ pub fn check_stale(keys: &[(String, Seen)], ops: &[Op]) -> Vec<String> {
                 written.entry(id).or_default().insert(v.clone());
             }
             (Kind::StaleRead, _, Some(seen)) if op.status == Status::Ok => {
-                reads.entry((op.node, id)).or_default().push(state(seen));
+                reads.entry((op.node_id, id)).or_default().push(state(seen));
             }
             _ => {}
         }
@@ -210,19 +211,33 @@ pub async fn final_set(
     ))
 }
 
-/// Waits until every node reports the same applied index, twice in a row;
-/// then compares every replica's tasks (read STALE from each node).
+/// Waits until every node reports the same applied index, twice in a row,
+/// and the leader's members are exactly the nodes the slots run (removed
+/// nodes are gone, new ones in); then compares every replica's tasks (read
+/// STALE from each node).
 pub async fn compare_replicas(cluster: &Cluster, within: Duration) -> Result<u64, String> {
     let deadline = Instant::now() + within;
     let mut previous: Option<u64> = None;
+    let ids = cluster.ids.all();
+    let want: BTreeSet<u64> = ids.iter().copied().collect();
     let applied = loop {
         let statuses = cluster.statuses().await;
         let indexes: Vec<Option<u64>> = statuses
             .iter()
-            .map(|s| s.as_ref().map(|s| s.last_applied_index))
+            .zip(&ids)
+            // An answer from another node than the slot should run is none.
+            .map(|(s, id)| s.as_ref().filter(|s| s.node_id == *id))
+            .map(|s| s.map(|s| s.last_applied_index))
+            .collect();
+        let members: Vec<BTreeSet<u64>> = statuses
+            .iter()
+            .flatten()
+            .filter(|s| s.role == pb::NodeRole::Leader as i32)
+            .map(|s| s.members.iter().map(|m| m.node_id).collect())
             .collect();
         let first = indexes[0];
-        let same = first.is_some() && indexes.iter().all(|i| *i == first);
+        let same =
+            first.is_some() && indexes.iter().all(|i| *i == first) && members.contains(&want);
         match (same, previous) {
             (true, Some(p)) if Some(p) == first => break p,
             (true, _) => previous = first,
@@ -230,7 +245,8 @@ pub async fn compare_replicas(cluster: &Cluster, within: Duration) -> Result<u64
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the nodes did not reach the same applied index within {within:?}: {indexes:?}"
+                "the nodes {ids:?} did not reach the same applied index with members {want:?} \
+                 within {within:?}: applied {indexes:?}, leader's members {members:?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -239,7 +255,7 @@ pub async fn compare_replicas(cluster: &Cluster, within: Duration) -> Result<u64
     for (i, c) in cluster.clients.iter().enumerate() {
         let mut tasks = list_all(c, pb::ReadConsistency::Stale)
             .await
-            .map_err(|e| format!("node {}: {}", i + 1, crate::history::describe(&e)))?;
+            .map_err(|e| format!("node {}: {}", ids[i], crate::history::describe(&e)))?;
         tasks.sort_by(|a, b| a.id.cmp(&b.id));
         let rows: Vec<String> = tasks.iter().map(|t| format!("{t:?}")).collect();
         match &reference {
@@ -247,8 +263,9 @@ pub async fn compare_replicas(cluster: &Cluster, within: Duration) -> Result<u64
             Some(r) if *r != rows => {
                 let diff = r.iter().zip(&rows).find(|(a, b)| a != b);
                 return Err(format!(
-                    "node {} differs from node 1 ({} vs {} tasks); first difference: {diff:?}",
-                    i + 1,
+                    "node {} differs from node {} ({} vs {} tasks); first difference: {diff:?}",
+                    ids[i],
+                    ids[0],
                     rows.len(),
                     r.len()
                 ));
@@ -257,4 +274,50 @@ pub async fn compare_replicas(cluster: &Cluster, within: Duration) -> Result<u64
         }
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stale_read(node_id: u64, value: &str, version: u64) -> Op {
+        Op {
+            process: 9,
+            kind: Kind::StaleRead,
+            node: 1,
+            node_id,
+            task: Some("t".into()),
+            value: None,
+            expected_version: None,
+            request_id: None,
+            invoked_us: 0,
+            completed_us: 0,
+            status: Status::Ok,
+            rejected: false,
+            seen: Some(Seen {
+                value: value.into(),
+                version,
+            }),
+            error: None,
+        }
+    }
+
+    /// A new node in an old slot starts behind the node it replaced: that
+    /// is no going back. The same node going back still is.
+    #[test]
+    fn stale_reads_go_by_node_id_not_by_slot() {
+        let keys = vec![(
+            "t".to_string(),
+            Seen {
+                value: "a".into(),
+                version: 1,
+            },
+        )];
+        let mut write = stale_read(1, "b", 0);
+        (write.kind, write.value, write.seen) = (Kind::Write, Some("b".into()), None);
+        let replaced = [write.clone(), stale_read(1, "b", 2), stale_read(4, "a", 1)];
+        assert!(check_stale(&keys, &replaced).is_empty());
+        let went_back = [write, stale_read(4, "b", 2), stale_read(4, "a", 1)];
+        assert_eq!(check_stale(&keys, &went_back).len(), 1);
+    }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use taskd_client::pb;
 
-use crate::cluster::NodeClient;
+use crate::cluster::{NodeClient, SlotIds};
 use crate::history::{describe, is_version_mismatch, write_error_status, Kind, Op, Recorder};
 use crate::history::{Seen, Status};
 
@@ -132,6 +132,8 @@ impl KeyRing {
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub clients: Vec<NodeClient>,
+    /// Which node runs in each slot of `clients`.
+    pub ids: Arc<SlotIds>,
     pub recorder: Arc<Recorder>,
     pub keys: Arc<Mutex<KeyRing>>,
     pub stop: Arc<AtomicBool>,
@@ -160,6 +162,7 @@ pub async fn register_worker(shared: Shared, process: usize) {
             process,
             kind: Kind::Read,
             node,
+            node_id: shared.ids.get(node),
             task: Some(id.clone()),
             value: None,
             expected_version: None,
@@ -279,6 +282,7 @@ pub async fn set_worker(shared: Shared, process: usize) {
                 process,
                 kind: Kind::Create,
                 node,
+                node_id: shared.ids.get(node),
                 task,
                 value: Some(value.clone()),
                 expected_version: None,
@@ -313,6 +317,12 @@ pub async fn stale_reader(shared: Shared, process: usize, node: usize) {
             .unwrap_or_else(|e| e.into_inner())
             .any_opened(&mut rng);
         let Some(id) = id else { break };
+        let node_id = shared.ids.get(node);
+        if node_id == 0 {
+            // The slot is changing hands: no node to attribute a read to.
+            pace(&mut rng, true).await;
+            continue;
+        }
         let mut request = tonic::Request::new(pb::GetTaskRequest {
             id: id.clone(),
             consistency: pb::ReadConsistency::Stale as i32,
@@ -321,15 +331,24 @@ pub async fn stale_reader(shared: Shared, process: usize, node: usize) {
         let invoked_us = shared.recorder.now_us();
         let mut client = shared.clients[node - 1].task.clone();
         let call = tokio::time::timeout(READ_DEADLINE, client.get_task(request));
-        let (status, seen_now, error) = match call.await {
+        let (mut status, mut seen_now, mut error) = match call.await {
             Ok(Ok(r)) => (Status::Ok, r.into_inner().task.map(seen), None),
             Ok(Err(e)) => (Status::Fail, None, Some(describe(&e))),
             Err(_) => (Status::Fail, None, Some("client deadline".into())),
         };
+        // The slot's id is set to 0 before its old node is killed and to
+        // the new id before the new node starts: an answer that finds the
+        // same id as at the call came from that node; any other answer may
+        // be either node's, so it checks nothing.
+        if shared.ids.get(node) != node_id && status == Status::Ok {
+            (status, seen_now) = (Status::Fail, None);
+            error = Some("slot changed hands during the read".into());
+        }
         shared.recorder.record(Op {
             process,
             kind: Kind::StaleRead,
             node,
+            node_id,
             task: Some(id),
             value: None,
             expected_version: None,
