@@ -156,8 +156,8 @@ impl RaftService for RaftApi {
         let format = reply_format(&request);
         let rpc: openraft::raft::InstallSnapshotRequest<TypeConfig> =
             decode(&request.into_inner().payload)?;
-        // openraft writes the chunk at `offset` of an in-memory buffer: an
-        // offset from the network must not size that buffer.
+        // openraft writes the chunk at `offset` of the receiving file: an
+        // offset from the network must not size it.
         let end = rpc.offset.checked_add(rpc.data.len() as u64);
         if end.is_none_or(|end| end > self.max_snapshot_bytes) {
             return Err(Status::invalid_argument(format!(
@@ -171,6 +171,7 @@ impl RaftService for RaftApi {
         if rpc.offset > 0 {
             failpoint::hit(failpoint::SNAPSHOT_CHUNK_RECEIVED);
         }
+        let _quiet = self.cluster.receiving_snapshot();
         let reply = self.raft.install_snapshot(rpc).await;
         Ok(respond(proto::InstallSnapshotResponse {
             payload: encode(&reply, format)?,

@@ -7,6 +7,7 @@
 //!   call for it).
 //! - [`join`]: an empty node asks a running cluster to add it.
 //! - [`peers`]: `RaftService` clients of other members.
+//! - [`quiet`]: no elections from a node while it receives a snapshot.
 //!
 //! Every operation here runs on the leader; on any other node it answers
 //! [`ClusterError::NotLeader`] and the API layer forwards the call.
@@ -14,6 +15,7 @@
 pub mod join;
 pub mod membership;
 pub mod peers;
+pub mod quiet;
 pub mod transfer;
 
 use std::time::Duration;
@@ -68,6 +70,8 @@ pub struct Cluster {
     leader_since: watch::Receiver<Option<(u64, Instant)>>,
     /// Peers refused this node's votes as a non-member's.
     refusal: Refusal,
+    /// Elections off while a snapshot arrives.
+    quiet: quiet::SnapshotQuiet,
 }
 
 impl Cluster {
@@ -104,6 +108,10 @@ impl Cluster {
                 }
             }
         });
+        let quiet = quiet::SnapshotQuiet::start(
+            raft.clone(),
+            Duration::from_millis(4 * timing.election_timeout_ms),
+        );
         Self {
             id,
             raft,
@@ -112,6 +120,7 @@ impl Cluster {
             peers: Peers::default(),
             leader_since,
             refusal,
+            quiet,
         }
     }
 
@@ -161,6 +170,11 @@ impl Cluster {
 
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Hold while serving an InstallSnapshot call (see [`quiet`]).
+    pub fn receiving_snapshot(&self) -> quiet::Receiving {
+        self.quiet.receiving()
     }
 
     pub fn peers(&self) -> &Peers {

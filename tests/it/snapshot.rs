@@ -120,7 +120,12 @@ async fn install_snapshot_refuses_an_offset_past_the_maximum() {
 
 /// Creates `n` tasks through `node`, `parallel` calls at a time (so the
 /// proposer batches them); every acknowledged id.
-async fn create_many(cluster: &TestCluster, node: u64, n: usize, parallel: usize) -> Vec<String> {
+pub(crate) async fn create_many(
+    cluster: &TestCluster,
+    node: u64,
+    n: usize,
+    parallel: usize,
+) -> Vec<String> {
     use futures::StreamExt;
     let client = cluster.client(node).await;
     futures::stream::iter(0..n)
