@@ -131,9 +131,9 @@ pub struct ServeArgs {
     pub snapshot_keep_logs: u64,
 
     /// The largest snapshot (bytes) this node accepts from a peer; a chunk
-    /// past it is refused with INVALID_ARGUMENT before memory is allocated
-    /// for it. Must exceed the cluster's state; a snapshot is held in memory
-    /// while it is received.
+    /// past it is refused with INVALID_ARGUMENT before anything is written
+    /// for it. Must exceed the cluster's state; a snapshot is received into a
+    /// file under --data-dir, one chunk in memory at a time.
     #[arg(long, env = "TASKD_MAX_SNAPSHOT_BYTES", default_value_t = SnapshotTuning::default().max_bytes)]
     pub max_snapshot_bytes: u64,
 }

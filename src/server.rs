@@ -91,6 +91,7 @@ async fn serve(
         Arc::new(raft_config("taskd", config.snapshots, config.raft_timing).map_err(raft_err)?);
     let network = Network::default();
     let refusal = network.refusal();
+    let muted = network.muted();
     let raft = Raft::new(id, raft_config, network, log_store, state_machine)
         .await
         .map_err(raft_err)?;
@@ -121,6 +122,7 @@ async fn serve(
         proposer.clone(),
         config.raft_timing,
         refusal,
+        muted,
     );
     let ctx = NodeContext::new(
         id,

@@ -25,7 +25,7 @@ use openraft::{BasicNode, RaftMetrics};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::raft::network::Refusal;
+use crate::raft::network::{Muted, Refusal};
 use crate::raft::proposer::Proposer;
 use crate::raft::{NodeId, Raft, RaftTiming};
 use peers::Peers;
@@ -72,6 +72,8 @@ pub struct Cluster {
     refusal: Refusal,
     /// Elections off while a snapshot arrives.
     quiet: quiet::SnapshotQuiet,
+    /// Peers the leader stops replicating to during a transfer.
+    muted: Muted,
 }
 
 impl Cluster {
@@ -82,6 +84,7 @@ impl Cluster {
         proposer: Proposer,
         timing: RaftTiming,
         refusal: Refusal,
+        muted: Muted,
     ) -> Self {
         let (since_tx, leader_since) = watch::channel(None);
         let mut metrics = raft.metrics();
@@ -120,6 +123,7 @@ impl Cluster {
             peers: Peers::default(),
             leader_since,
             refusal,
+            muted,
             quiet,
         }
     }

@@ -15,8 +15,17 @@
 //! once it has led for longer than the lease (a transfer right after an
 //! election waits for that). In a 3-voter cluster the target's own vote
 //! and the old leader's are a majority: the move costs clients about one
-//! election round trip. With 5 or more voters the target also needs a
-//! follower whose lease ran out, so the move takes up to one lease longer.
+//! election round trip. With 4 or more voters the target also needs
+//! followers whose lease ran out: before holding writes, the leader mutes
+//! just enough followers (it sends them no AppendEntries; writes still
+//! commit with the others) for one lease, so that they may vote. The move
+//! itself then costs clients about as little as with 3 voters; it only
+//! starts a lease later. When too few followers answer to keep a write
+//! quorum with some muted, the leader pauses every heartbeat instead, with
+//! writes held: that move costs clients about one lease.
+//!
+//! The move is done only when another node leads; a transfer that ends
+//! with this node leading again (the target lost its election) fails.
 
 use std::time::Duration;
 
@@ -69,6 +78,16 @@ impl Cluster {
             }
         }
 
+        // With more than 3 voters the target needs followers' votes too:
+        // mute enough of them (writes go on with the rest) until their
+        // lease runs out, then hand over.
+        let voters = m.membership_config.membership().voter_ids().count();
+        let muted = if voters > 3 {
+            self.mute_helpers(&m, target, deadline).await
+        } else {
+            None
+        };
+
         let held_at = Instant::now();
         let held = self.proposer.hold().await;
         let m = self.ensure_leader()?;
@@ -86,16 +105,18 @@ impl Cluster {
         .await?;
         self.ensure_leader()?;
 
-        let voters = m.membership_config.membership().voter_ids().count();
-        let _paused = if voters > 3 {
-            let paused = HeartbeatPause::start(&self.raft);
-            let lease_end = Instant::now()
-                + self.leader_lease()
-                + Duration::from_millis(self.timing.heartbeat_interval_ms);
-            tokio::time::sleep_until(lease_end.min(deadline)).await;
-            Some(paused)
-        } else {
-            None
+        let _paused = match muted {
+            Some(_) => None,
+            None if voters > 3 => {
+                // No helpers could be muted: pause every heartbeat instead.
+                let paused = HeartbeatPause::start(&self.raft);
+                let lease_end = Instant::now()
+                    + self.leader_lease()
+                    + Duration::from_millis(self.timing.heartbeat_interval_ms);
+                tokio::time::sleep_until(lease_end.min(deadline)).await;
+                Some(paused)
+            }
+            None => None,
         };
 
         tracing::info!(
@@ -141,6 +162,52 @@ impl Cluster {
             term: m.current_term,
             writes_held,
         })
+    }
+
+    /// Mutes the followers (other than `target`) whose votes the target
+    /// needs, and waits until their leader lease ran out; `None` when too
+    /// few followers answer to keep a quorum for writes meanwhile.
+    async fn mute_helpers(
+        &self,
+        m: &Metrics,
+        target: NodeId,
+        deadline: Instant,
+    ) -> Option<MutedPeers> {
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let majority = voters.len() / 2 + 1;
+        let needed = majority.saturating_sub(2);
+        // Followers that answer now, most up to date first.
+        let mut alive = Vec::new();
+        for id in voters.iter().filter(|v| **v != self.id && **v != target) {
+            let Some(node) = membership.get_node(id) else {
+                continue;
+            };
+            let Ok(mut client) = self.peers.client(&node.addr) else {
+                continue;
+            };
+            let mut probe = tonic::Request::new(proto::GetClusterStatusRequest {});
+            probe.set_timeout(Duration::from_millis(200));
+            if client.get_cluster_status(probe).await.is_ok() {
+                alive.push(*id);
+            }
+        }
+        // Writes need a majority of leader, target and unmuted live followers.
+        if 2 + alive.len() - needed.min(alive.len()) < majority || alive.len() < needed {
+            return None;
+        }
+        let helpers: Vec<NodeId> = alive.into_iter().take(needed).collect();
+        let muted = MutedPeers::start(self.muted.clone(), &helpers);
+        let lease_end = Instant::now()
+            + self.leader_lease()
+            + Duration::from_millis(self.timing.heartbeat_interval_ms);
+        tracing::info!(
+            node = self.id,
+            ?helpers,
+            "muting followers until their leader lease runs out"
+        );
+        tokio::time::sleep_until(lease_end.min(deadline)).await;
+        Some(muted)
     }
 
     /// `to` if it is a voter; else the other voter that holds the most log.
@@ -236,5 +303,33 @@ impl Drop for HeartbeatPause {
     fn drop(&mut self) {
         self.raft.runtime_config().heartbeat(true);
         self.raft.runtime_config().elect(true);
+    }
+}
+
+/// While alive, the leader sends no AppendEntries to these peers.
+struct MutedPeers {
+    muted: crate::raft::network::Muted,
+    peers: Vec<NodeId>,
+}
+
+impl MutedPeers {
+    fn start(muted: crate::raft::network::Muted, peers: &[NodeId]) -> Self {
+        muted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(peers.iter().copied());
+        Self {
+            muted,
+            peers: peers.to_vec(),
+        }
+    }
+}
+
+impl Drop for MutedPeers {
+    fn drop(&mut self) {
+        let mut muted = self.muted.lock().unwrap_or_else(|e| e.into_inner());
+        for peer in &self.peers {
+            muted.remove(peer);
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! openraft as a `RemoteError`, and a transport failure as `Unreachable`
 //! (openraft then backs off instead of hammering a dead peer).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,16 +52,28 @@ pub const NOT_A_MEMBER_HEADER: &str = "x-taskd-not-a-member";
 /// a member: how a removed node that missed its removal learns of it.
 pub type Refusal = Arc<Mutex<Option<String>>>;
 
+/// Peers this node sends no AppendEntries (nor heartbeats) to for now: a
+/// leadership transfer lets their leader lease run out so that they may
+/// vote for the target (see `cluster::transfer`). A muted peer's call fails
+/// at once as unreachable.
+pub type Muted = Arc<Mutex<HashSet<NodeId>>>;
+
 /// Makes one [`PeerClient`] per target node.
 #[derive(Clone, Default)]
 pub struct Network {
     refusal: Refusal,
+    muted: Muted,
 }
 
 impl Network {
     /// Where refusals of this node's votes are recorded.
     pub fn refusal(&self) -> Refusal {
         self.refusal.clone()
+    }
+
+    /// The set of muted peers.
+    pub fn muted(&self) -> Muted {
+        self.muted.clone()
     }
 }
 
@@ -80,6 +93,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             client,
             refusal: self.refusal.clone(),
+            muted: self.muted.clone(),
             format: Format::Legacy,
         }
     }
@@ -91,6 +105,7 @@ pub struct PeerClient {
     addr: String,
     client: Result<RaftServiceClient<Channel>, String>,
     refusal: Refusal,
+    muted: Muted,
     /// The payload format of requests to this peer: what its last answer
     /// advertised (legacy until it answers: it may run an older release).
     format: Format,
@@ -175,6 +190,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
+        if self
+            .muted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&self.target)
+        {
+            let muted = std::io::Error::other("muted for a leadership transfer");
+            return Err(RPCError::Unreachable(Unreachable::new(&muted)));
+        }
         let payload = encode_rpc(&rpc, self.format).map_err(RPCError::Network)?;
         let reply = self
             .client()?
