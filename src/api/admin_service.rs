@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
-use super::route::{parse_grpc_timeout, FORWARDED_HEADER, MAX_HOPS};
+use super::route::{hops_and_timeout, FORWARDED_HEADER, MAX_HOPS};
 use crate::cluster::membership::MemberInfo;
 use crate::cluster::{leader_of, Cluster, ClusterError};
 use crate::proto::raft_service_client::RaftServiceClient;
@@ -45,17 +45,8 @@ struct AdminCall {
 
 impl AdminCall {
     fn new<T>(request: &Request<T>) -> Self {
-        let metadata = request.metadata();
-        let hops = metadata
-            .get(FORWARDED_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let budget = metadata
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map_or(ADMIN_WAIT, |t| t - t / 20);
+        let (hops, client_timeout) = hops_and_timeout(request);
+        let budget = client_timeout.map_or(ADMIN_WAIT, |t| t - t / 20);
         Self {
             hops,
             deadline: Instant::now() + budget,

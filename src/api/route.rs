@@ -80,18 +80,24 @@ pub enum Routed<T> {
     Leader(Forward),
 }
 
+/// How often a call was forwarded already, and the deadline its client set.
+pub(crate) fn hops_and_timeout<T>(request: &tonic::Request<T>) -> (u32, Option<Duration>) {
+    let metadata = request.metadata();
+    let hops = metadata
+        .get(FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let client_timeout = metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    (hops, client_timeout)
+}
+
 impl Call {
     pub fn new<T>(request: &tonic::Request<T>) -> Self {
-        let metadata = request.metadata();
-        let hops = metadata
-            .get(FORWARDED_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let client_timeout = metadata
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
+        let (hops, client_timeout) = hops_and_timeout(request);
         let (budget, client_deadline) = match client_timeout {
             // A little before the client's deadline: our DEADLINE_EXCEEDED
             // beats tonic's own timeout, which answers CANCELLED.
@@ -141,7 +147,7 @@ impl Call {
 }
 
 /// Parses gRPC's `grpc-timeout` header: up to 8 digits and a unit.
-pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
     Some(match unit {

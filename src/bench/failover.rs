@@ -64,23 +64,35 @@ pub async fn run(cluster: &mut LocalCluster, kills: usize) -> anyhow::Result<Fai
 
 /// Polls until every node names the same leader; returns its id.
 pub(super) async fn agreed_leader(cluster: &LocalCluster) -> anyhow::Result<u64> {
+    let nodes: Vec<Channel> = cluster.channels().into_iter().map(|(_, ch)| ch).collect();
+    leader_agreed_by(&nodes, None, Duration::from_millis(20)).await
+}
+
+/// Polls `nodes` every `poll` until all name the same leader, other than
+/// `unlike` when given; returns its id.
+pub(super) async fn leader_agreed_by(
+    nodes: &[Channel],
+    unlike: Option<u64>,
+    poll: Duration,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Vec::new();
     loop {
         seen.clear();
-        for (_, channel) in cluster.channels() {
-            let status = RaftServiceClient::new(channel)
+        for channel in nodes {
+            let status = RaftServiceClient::new(channel.clone())
                 .get_cluster_status(GetClusterStatusRequest {})
                 .await;
             seen.push(status.map(|s| s.into_inner().leader_id).unwrap_or(0));
         }
-        if seen[0] != 0 && seen.iter().all(|&id| id == seen[0]) {
-            return Ok(seen[0]);
+        let first = seen[0];
+        if first != 0 && Some(first) != unlike && seen.iter().all(|&id| id == first) {
+            return Ok(first);
         }
         if Instant::now() >= deadline {
-            bail!("the nodes agreed on no leader in {PATIENCE:?} (they name {seen:?})");
+            bail!("the nodes agreed on no new leader in {PATIENCE:?} (they name {seen:?})");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -18,13 +18,13 @@ use tokio::time::{timeout, Instant};
 use tonic::transport::Channel;
 
 use super::cluster::LocalCluster;
-use super::failover::{agreed_leader, converged};
+use super::failover::{agreed_leader, converged, leader_agreed_by};
 use super::load::{run_tag, PADDING};
 use super::report::FailoverReport;
 use super::Workload;
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::task_service_client::TaskServiceClient;
-use crate::proto::{CreateTaskRequest, GetClusterStatusRequest, TransferLeadershipRequest};
+use crate::proto::{CreateTaskRequest, TransferLeadershipRequest};
 
 /// The deadline of one write try.
 const TRY_TIMEOUT: Duration = Duration::from_millis(100);
@@ -169,30 +169,11 @@ async fn agreed_leader_except(
     old: u64,
     workload: Workload,
 ) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + PATIENCE;
     let running: Vec<Channel> = cluster
         .channels()
         .into_iter()
         .filter(|(id, _)| workload == Workload::Transfer || *id != old)
         .map(|(_, ch)| ch)
         .collect();
-    loop {
-        let mut seen = Vec::new();
-        for channel in &running {
-            let status = RaftServiceClient::new(channel.clone())
-                .get_cluster_status(GetClusterStatusRequest {})
-                .await;
-            seen.push(status.map(|s| s.into_inner().leader_id).unwrap_or(0));
-        }
-        if seen[0] != 0 && seen[0] != old && seen.iter().all(|l| *l == seen[0]) {
-            return Ok(seen[0]);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{}: no new leader after {PATIENCE:?} (nodes name {seen:?})",
-                workload.name()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    leader_agreed_by(&running, Some(old), Duration::from_millis(5)).await
 }

@@ -555,9 +555,21 @@ async fn a_node_joins_a_big_cluster_by_snapshot() {
         "node 4 installed a snapshot: {status:?}"
     );
     cluster.wait_converged().await;
+    let snapshot_bytes: u64 = std::fs::read_dir(cluster.data_dir(leader).join("snapshots"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
     eprintln!(
-        "{tasks} tasks written in {written:.1?}; node 4 joined and caught up by snapshot in \
-         {caught_up:.1?}; peak RSS growth of the process meanwhile {growth_mib:.1} MiB"
+        "{tasks} tasks written in {written:.1?}; snapshot {:.1} MB; node 4 joined and caught up \
+         by snapshot in {caught_up:.1?}; peak RSS growth of the process meanwhile \
+         {growth_mib:.1} MiB",
+        snapshot_bytes as f64 / 1e6
     );
 
     let mut dumps = Vec::new();

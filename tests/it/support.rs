@@ -298,6 +298,11 @@ impl TestCluster {
         self.spawn(id, listener);
     }
 
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
     /// The URL of node `id`'s database.
     pub fn database_url(&self, id: u64) -> &str {
         &self.urls[&id]
