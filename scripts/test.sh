@@ -20,7 +20,9 @@
 #              from the committed ones (run the script and commit its output)
 #   prev-release  the previous release's taskd for the upgrade tests, built once and cached
 #              under target/prev-release/ (scripts/prev_release.sh; the tests build it
-#              themselves, under the same lock, when run alone)
+#              themselves, under the same lock, when run alone); started in the background
+#              after the README step, waited for before the tests
+#   (at the end: the wall time of each step)
 #   test       cargo nextest run --workspace --all-targets --features "$TASKD_TEST_FEATURES" if
 #              cargo-nextest is installed, else cargo test with the same arguments
 #              (TASKD_TEST_RUNNER=cargo|nextest forces one)
@@ -198,9 +200,29 @@ step_chaos() {
   echo "chaos: the fault schedule passed and the broken taskd was caught"
 }
 
+# The previous release builds (minutes of CPU) while the next steps mostly wait on
+# processes; step_prev_release then waits for it. It needs the dependencies that the
+# README step compiled, so it starts after that step.
+prev_release_pid=
+step_prev_release_start() {
+  step "prev-release: building the previous release's taskd in the background"
+  mkdir -p "${CARGO_TARGET_DIR:-target}"
+  scripts/prev_release.sh >"${CARGO_TARGET_DIR:-target}/prev-release.log" 2>&1 &
+  prev_release_pid=$!
+}
+
 step_prev_release() {
   step "prev-release: the previous release's taskd for tests/it/upgrade.rs (scripts/prev_release.sh)"
-  scripts/prev_release.sh
+  if [ -n "$prev_release_pid" ]; then
+    if ! wait "$prev_release_pid"; then
+      cat "${CARGO_TARGET_DIR:-target}/prev-release.log" >&2
+      echo "ERROR: building the previous release failed (above)" >&2
+      return 1
+    fi
+    tail -n 1 "${CARGO_TARGET_DIR:-target}/prev-release.log"
+  else
+    scripts/prev_release.sh
+  fi
 }
 
 step_fuzz() {
@@ -221,7 +243,7 @@ step_runbooks() {
 # A later step (e.g. the Python client's tests) is one more function above plus one
 # more name in CHECK_STEPS below.
 SETUP_STEPS=(toolchain mysql buf)
-CHECK_STEPS=(fmt clippy codegen readme runbooks python prev_release test chaos fuzz)
+CHECK_STEPS=(fmt clippy codegen readme prev_release_start runbooks python prev_release test chaos fuzz)
 
 # ---- main --------------------------------------------------------------------------
 
@@ -237,11 +259,22 @@ while [ "$#" -gt 0 ]; do
   shift
 done
 
-for s in "${SETUP_STEPS[@]}"; do "step_$s"; done
+# Wall time per step, printed at the end (where the test command's time goes).
+timings=()
+timed() {
+  local started=$SECONDS
+  "$@"
+  timings+=("$(printf '%-10s %4ds' "${1#step_}" $((SECONDS - started)))")
+}
+
+for s in "${SETUP_STEPS[@]}"; do timed "step_$s"; done
 if [ "$setup_only" -eq 1 ]; then
   step "set-up done (--setup-only)"
   exit 0
 fi
 for s in "${CHECK_STEPS[@]}"; do
-  if [ "$s" = test ]; then "step_$s" "${runner_args[@]}"; else "step_$s"; fi
+  if [ "$s" = test ]; then timed "step_$s" "${runner_args[@]}"; else timed "step_$s"; fi
 done
+step "wall time by step"
+printf '  %s\n' "${timings[@]}"
+echo "  total      ${SECONDS}s"
