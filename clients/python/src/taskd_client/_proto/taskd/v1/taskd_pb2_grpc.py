@@ -283,7 +283,10 @@ class TaskService:
 
 class RaftServiceStub:
     """The internal API between the nodes. Payloads are openraft 0.9 messages,
-    MessagePack-encoded; only nodes of the same build should talk to each other.
+    MessagePack-encoded, with a format version (see src/raft/codec.rs): each
+    node advertises the newest format it reads in the `taskd-format` header
+    and talks to each peer in the newest format both read, so releases mix
+    during a rolling upgrade. The admin calls below take plain messages.
     """
 
     def __init__(self, channel):
@@ -351,7 +354,10 @@ class RaftServiceStub:
 
 class RaftServiceServicer:
     """The internal API between the nodes. Payloads are openraft 0.9 messages,
-    MessagePack-encoded; only nodes of the same build should talk to each other.
+    MessagePack-encoded, with a format version (see src/raft/codec.rs): each
+    node advertises the newest format it reads in the `taskd-format` header
+    and talks to each peer in the newest format both read, so releases mix
+    during a rolling upgrade. The admin calls below take plain messages.
     """
 
     def Vote(self, request, context):
@@ -516,7 +522,10 @@ def add_RaftServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RaftService:
     """The internal API between the nodes. Payloads are openraft 0.9 messages,
-    MessagePack-encoded; only nodes of the same build should talk to each other.
+    MessagePack-encoded, with a format version (see src/raft/codec.rs): each
+    node advertises the newest format it reads in the `taskd-format` header
+    and talks to each peer in the newest format both read, so releases mix
+    during a rolling upgrade. The admin calls below take plain messages.
     """
 
     @staticmethod
