@@ -9,6 +9,7 @@ mod backend_parity;
 mod backup;
 mod batching;
 mod bench;
+mod big_join;
 mod compaction;
 mod concurrency;
 mod core_stop;

@@ -4,7 +4,7 @@
 use taskd::raft::SnapshotTuning;
 use taskd::store::Backend;
 
-use crate::support::{create_n, eventually, TestCluster};
+use crate::support::{create_n, eventually, eventually_within, TestCluster};
 
 async fn catch_up_from_snapshot(backend: Backend) {
     let snapshots = SnapshotTuning {
@@ -183,22 +183,13 @@ async fn big_state_catch_up(backend: Backend) {
     cluster.restart_node(lagging).await;
     // A big state takes longer than `eventually`'s deadline to install in
     // a debug build: wait up to a second per 1000 tasks more.
-    let deadline = started + std::time::Duration::from_secs(30 + tasks as u64 / 1000);
-    loop {
-        let leader_log = cluster.status(leader).await.map(|s| s.last_log_index);
-        let applied = cluster.status(lagging).await.map(|s| s.last_applied_index);
-        if let (Some(log), Some(applied)) = (leader_log, applied) {
-            if applied >= log {
-                break;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lagging node did not catch up in {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let patience = std::time::Duration::from_secs(30 + tasks as u64 / 1000);
+    eventually_within(patience, "the lagging node caught up", || async {
+        let log = cluster.status(leader).await?.last_log_index;
+        let applied = cluster.status(lagging).await?.last_applied_index;
+        (applied >= log).then_some(())
+    })
+    .await;
     cluster.wait_converged().await;
     let caught_up = started.elapsed();
     let status = cluster.status(lagging).await.expect("status");
