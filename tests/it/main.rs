@@ -16,6 +16,7 @@ mod core_stop;
 mod crash;
 #[cfg(feature = "failpoints")]
 mod crash_points;
+mod deploy;
 mod failover;
 mod limits;
 mod membership;
