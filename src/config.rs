@@ -19,6 +19,17 @@ use crate::raft::{NodeId, RaftTiming, SnapshotTuning, QUORUM_WAIT, SNAPSHOT_CHUN
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line, with the span fields) for log collectors.
+    #[arg(long, env = "TASKD_LOG_FORMAT", global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+
+    /// The least severe level logged: error, warn, info, debug or trace (or
+    /// any `RUST_LOG`-style directive list). At `info`, openraft and sqlx log
+    /// only warnings. `RUST_LOG`, when set, wins over this flag.
+    #[arg(long, env = "TASKD_LOG_LEVEL", global = true, default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +147,10 @@ pub struct ServeArgs {
     /// file under --data-dir, one chunk in memory at a time.
     #[arg(long, env = "TASKD_MAX_SNAPSHOT_BYTES", default_value_t = SnapshotTuning::default().max_bytes)]
     pub max_snapshot_bytes: u64,
+
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` over plain HTTP on this address (host:port). Off by default.
+    #[arg(long, env = "TASKD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -202,6 +217,8 @@ pub struct NodeConfig {
     pub snapshots: SnapshotTuning,
     /// Heartbeats and elections.
     pub raft_timing: RaftTiming,
+    /// Serve `/metrics` (Prometheus), `/healthz` and `/readyz` over plain HTTP on this address (host:port). Off by default.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +310,7 @@ impl ServeArgs {
             join,
             snapshots: self.snapshots()?,
             raft_timing,
+            metrics_listen: self.metrics_listen,
         })
     }
 

@@ -79,6 +79,7 @@ pub async fn run(
             join: None,
             snapshots: Default::default(),
             raft_timing: Default::default(),
+            metrics_listen: None,
         };
         let mut stop = stop_rx.clone();
         let id = *id;

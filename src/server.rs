@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
+use tracing::Instrument;
 
 use crate::api::health::{HealthApi, NodeHealth};
 use crate::api::{NodeContext, RaftApi, TaskApi};
@@ -45,6 +46,8 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("--metrics-listen: {0}")]
+    MetricsListen(std::io::Error),
 }
 
 fn raft_err(e: impl std::fmt::Display) -> ServerError {
@@ -69,7 +72,9 @@ pub async fn run(
         allow_lossy_database: config.allow_lossy_database,
     };
     let store = Store::connect_with(&config.database_url, options).await?;
-    let result = serve(&config, store.clone(), listener, shutdown).await;
+    let result = serve(&config, store.clone(), listener, shutdown)
+        .instrument(tracing::info_span!("node", node = config.node_id))
+        .await;
     store.close().await;
     result
 }
@@ -82,6 +87,7 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let id = config.node_id;
     let mut log_store = LogStore::new(store.clone());
+    let commit_index = log_store.commit_index();
     // Health waits until what was committed before this start is applied again.
     let committed_at_start = log_store.read_committed().await.map_err(raft_err)?;
     let state_machine = StateMachine::new(store.clone(), config.data_dir.join("snapshots"))
@@ -113,6 +119,11 @@ async fn serve(
         health_tx.clone(),
         committed_at_start,
     ));
+    let _gauges = crate::raft::gauges::spawn(id, raft.clone(), commit_index, store.clone());
+    let ready = crate::api::health::readiness(&health_tx);
+    let _metrics_http = crate::metrics::http::start(config.metrics_listen, ready)
+        .await
+        .map_err(ServerError::MetricsListen)?;
 
     let read_index = ReadIndex::start(id, raft.clone());
     let proposer = Proposer::start(raft.clone());
@@ -138,6 +149,7 @@ async fn serve(
     tracing::info!(node = id, addr = %config.advertise, "serving");
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
+        .layer(crate::api::observe::ObserveLayer::new(id))
         .add_service(HealthServer::new(health_api))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -103,6 +103,7 @@ where
             .metadata_mut()
             .insert(FORWARDED_HEADER, (call.hops + 1).into());
         forwarded.set_timeout(call.left());
+        crate::metrics::forwarded(cluster.id(), "RaftService");
         return there(client, forwarded).await;
     }
 }
@@ -277,6 +278,7 @@ pub async fn backup(
             .insert(FORWARDED_HEADER, (call.hops + 1).into());
         forwarded.set_timeout(call.left());
         let mut client = cluster.peers().client(&addr).map_err(ApiError::from)?;
+        crate::metrics::forwarded(cluster.id(), "RaftService");
         let stream = client.backup(forwarded).await?.into_inner();
         return Ok(Response::new(Box::pin(stream)));
     }

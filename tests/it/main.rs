@@ -19,6 +19,7 @@ mod crash_points;
 mod failover;
 mod membership;
 mod mesh;
+mod metrics;
 mod mysql_errors;
 mod mysql_restart;
 mod mysql_settings;

@@ -168,6 +168,7 @@ impl TestCluster {
             join,
             snapshots: self.snapshots,
             raft_timing: Default::default(),
+            metrics_listen: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskd::server::run(config, listener, async move {
