@@ -59,8 +59,14 @@ async fn follow(id: NodeId, raft: Raft, committed: CommitIndex, store: Store) {
             (gauges, m.current_leader)
         };
         metrics::raft(id, &gauges);
-        if leader.is_some() && leader != last_leader {
-            metrics::leader_changed(id);
+        if leader != last_leader {
+            match leader {
+                Some(leader) => {
+                    metrics::leader_changed(id);
+                    tracing::info!(node = id, term = gauges.term, leader, "leader known");
+                }
+                None => tracing::info!(node = id, term = gauges.term, "no leader known"),
+            }
         }
         last_leader = leader;
         let pool = store.pool_connections();
