@@ -11,20 +11,21 @@
 //! HTTP response counts as OK; one dropped before its end (the client went
 //! away) as CANCELLED; a non-gRPC HTTP error by gRPC's HTTP-to-code mapping.
 
-use std::collections::HashSet;
+mod labels;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use prost::Message;
 use tonic::Code;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use self::labels::{code_name, header_code, http_code, method_label, UNKNOWN_METHOD};
 use crate::raft::NodeId;
 
 /// Wraps a gRPC server so that its calls are measured (see the module doc).
@@ -205,117 +206,136 @@ impl<B: Body> Body for ObservedBody<B> {
     }
 }
 
-/// The `method` label of paths that name no method served here.
-const UNKNOWN_METHOD: &str = "unknown";
-
-/// Every `/package.Service/Method` this node serves: TaskService,
-/// RaftService, health and reflection.
-static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
-    let sets = [
-        crate::proto::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ];
-    let mut methods = HashSet::new();
-    for bytes in sets {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(bytes) else {
-            continue;
-        };
-        for file in set.file {
-            let package = file.package.unwrap_or_default();
-            for service in file.service {
-                let service_name = service.name.unwrap_or_default();
-                for method in service.method {
-                    let method = method.name.unwrap_or_default();
-                    methods.insert(format!("/{package}.{service_name}/{method}"));
-                }
-            }
-        }
-    }
-    methods
-});
-
-/// The path as a label, when it names a method served here: a made-up path
-/// must not make a series of its own.
-fn method_label(path: &str) -> Arc<str> {
-    if KNOWN_METHODS.contains(path) {
-        Arc::from(path)
-    } else {
-        Arc::from(UNKNOWN_METHOD)
-    }
-}
-
-fn header_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    Some(Code::from_i32(value.trim().parse().ok()?))
-}
-
-/// gRPC's mapping of an HTTP status without a gRPC status
-/// (doc/http-grpc-status-mapping.md).
-fn http_code(status: StatusCode) -> Code {
-    match status.as_u16() {
-        400 => Code::Internal,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::Unimplemented,
-        429 | 502 | 503 | 504 => Code::Unavailable,
-        _ => Code::Unknown,
-    }
-}
-
-/// The code's canonical name, as grpc-go and Prometheus exporters spell it.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use http::HeaderMap;
+    use http_body_util::{BodyExt, Full};
+    use prost::bytes::Bytes;
+
     use super::*;
 
-    #[test]
-    fn methods_served_here_are_labels_and_others_are_not() {
-        for known in [
-            "/taskd.v1.TaskService/CreateTask",
-            "/taskd.v1.RaftService/AppendEntries",
-            "/grpc.health.v1.Health/Check",
-            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-        ] {
-            assert_eq!(&*method_label(known), known);
+    /// One call through the layer of node `node`, whose service answers
+    /// with `status` headers and, when given, trailers after one message;
+    /// reads the whole body unless `drop_body`. Returns the node's series.
+    async fn one_call(
+        node: NodeId,
+        path: &str,
+        status_header: Option<&'static str>,
+        trailer_status: Option<&'static str>,
+        drop_body: bool,
+    ) -> String {
+        let service = tower::service_fn(move |_request: Request<()>| async move {
+            let mut response = Response::builder();
+            if let Some(status) = status_header {
+                response = response.header("grpc-status", status);
+            }
+            let body = Full::new(Bytes::from_static(b"message")).with_trailers(async move {
+                let status = trailer_status?;
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", status.parse().unwrap());
+                Some(Ok::<_, Infallible>(trailers))
+            });
+            Ok::<_, Infallible>(response.body(body).unwrap())
+        });
+        let mut observed = ObserveLayer::new(node).layer(service);
+        let request = Request::builder().uri(path).body(()).unwrap();
+        let response = observed.call(request).await.unwrap();
+        if drop_body {
+            drop(response);
+        } else {
+            response.into_body().collect().await.unwrap();
         }
-        assert_eq!(&*method_label("/taskd.v1.TaskService/Nope"), UNKNOWN_METHOD);
-        assert_eq!(&*method_label("/x"), UNKNOWN_METHOD);
+        crate::metrics::render()
+            .lines()
+            .filter(|l| {
+                l.starts_with("taskd_grpc_requests_total")
+                    && l.contains(&format!("node=\"{node}\""))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
+    /// The code comes from the trailers-only header, else the trailers, else
+    /// OK at the end of the body; a body dropped early is CANCELLED; a path
+    /// served by nothing is `unknown`.
+    #[tokio::test]
+    async fn calls_are_counted_by_method_and_code() {
+        crate::metrics::install();
+        let get = "/taskd.v1.TaskService/GetTask";
+        let series = |method: &str, code: &str| {
+            format!(r#"taskd_grpc_requests_total{{node="{{}}",method="{method}",code="{code}"}} 1"#)
+        };
+        let cases = [
+            (7101, get, Some("5"), None, false, series(get, "NOT_FOUND")),
+            (7102, get, None, Some("10"), false, series(get, "ABORTED")),
+            (7103, get, None, None, false, series(get, "OK")),
+            (7104, get, None, Some("0"), true, series(get, "CANCELLED")),
+            (
+                7105,
+                "/no.Such/Call",
+                Some("12"),
+                None,
+                false,
+                series("unknown", "UNIMPLEMENTED"),
+            ),
+        ];
+        for (node, path, header, trailer, drop_body, want) in cases {
+            let got = one_call(node, path, header, trailer, drop_body).await;
+            assert_eq!(got, want.replace("{}", &node.to_string()), "node {node}");
+        }
+    }
+
+    /// A line logged inside a call carries the call's node, method and the
+    /// request id the handler named.
     #[test]
-    fn status_codes() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(header_code(&headers), None);
-        headers.insert("grpc-status", "5".parse().unwrap());
-        assert_eq!(header_code(&headers), Some(Code::NotFound));
-        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
-        assert_eq!(
-            http_code(StatusCode::SERVICE_UNAVAILABLE),
-            Code::Unavailable
+    fn log_lines_inside_a_call_carry_node_method_and_request_id() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let service = tower::service_fn(|_request: Request<()>| async {
+            record_request_id(Some("req-42"));
+            tracing::info!("applied");
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                let mut observed = ObserveLayer::new(7201).layer(service);
+                let request = Request::builder()
+                    .uri("/taskd.v1.TaskService/CreateTask")
+                    .header("authorization", "Bearer secret-token")
+                    .body(())
+                    .unwrap();
+                observed.call(request).await.unwrap();
+            })
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(
+                r#"grpc{node=7201 method="/taskd.v1.TaskService/CreateTask" request_id="req-42"}"#
+            ),
+            "{text}"
         );
+        assert!(text.contains("applied"), "{text}");
+        assert!(!text.contains("secret-token"), "{text}");
     }
 }
