@@ -21,6 +21,17 @@ use crate::security::{ClusterSecret, SecurityConfig, SecurityError, TlsFiles};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line, with the span fields) for log collectors.
+    #[arg(long, env = "TASKD_LOG_FORMAT", global = true, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+
+    /// The least severe level logged: error, warn, info, debug or trace (or
+    /// any `RUST_LOG`-style directive list). At `info`, openraft and sqlx log
+    /// only warnings. `RUST_LOG`, when set, wins over this flag.
+    #[arg(long, env = "TASKD_LOG_LEVEL", global = true, default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,8 @@
 //! - [`proto`]: the generated `taskd.v1` stubs.
 //! - `chaos_break` (feature `chaos-break` only): defects taskd-chaos switches on
 //!   to show that it catches them.
+//! - [`logging`]: `--log-format`, `--log-level`: how log lines are written.
+//! - [`metrics`]: every metric's name and meaning; `/metrics`, `/healthz`, `/readyz` over HTTP.
 //! - [`failpoint`]: named crash points on the durability boundaries (feature `failpoints`).
 
 pub mod api;
@@ -32,6 +34,8 @@ pub mod config;
 pub mod dev;
 pub mod domain;
 pub mod failpoint;
+pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod raft;
 pub mod security;

@@ -7,17 +7,11 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    taskd::logging::init(cli.log_format, &cli.log_level);
     // Crash-point tests only (feature `failpoints`); a no-op otherwise.
     #[allow(clippy::let_unit_value)]
     let _failpoints = taskd::failpoint::setup();
-    let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
         // As Go servers such as etcd do: the soft limit (often 1,024) is far
         // below what a busy node needs, and the hard limit is ours to take.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
+use tracing::Instrument;
 
 use crate::api::auth::{Auth, AuthLayer};
 use crate::api::health::{HealthApi, NodeHealth};
@@ -62,6 +63,8 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("--metrics-listen: {0}")]
+    MetricsListen(std::io::Error),
 }
 
 /// A service that takes gzip, deflate and zstd requests, and compresses
@@ -121,7 +124,9 @@ pub async fn run(
         });
     }
     let store = Store::connect_with(&config.database_url, options).await?;
-    let result = serve(&config, store.clone(), security, listeners, shutdown).await;
+    let result = serve(&config, store.clone(), security, listeners, shutdown)
+        .instrument(tracing::info_span!("node", node = config.node_id))
+        .await;
     store.close().await;
     result
 }
@@ -202,6 +207,7 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let id = config.node_id;
     let mut log_store = LogStore::new(store.clone());
+    let commit_index = log_store.commit_index();
     // Health waits until what was committed before this start is applied again.
     let committed_at_start = log_store.read_committed().await.map_err(raft_err)?;
     let state_machine = StateMachine::new(store.clone(), config.data_dir.join("snapshots"))
@@ -233,6 +239,11 @@ async fn serve(
         health_tx.clone(),
         committed_at_start,
     ));
+    let _gauges = crate::raft::gauges::spawn(id, raft.clone(), commit_index, store.clone());
+    let ready = crate::api::health::readiness(&health_tx);
+    let _metrics_http = crate::metrics::http::start(config.metrics_listen, ready)
+        .await
+        .map_err(ServerError::MetricsListen)?;
 
     let read_index = ReadIndex::start(id, raft.clone(), security.dialer.clone());
     let proposer = Proposer::start(raft.clone());
@@ -278,6 +289,8 @@ async fn serve(
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_max_pending_accept_reset_streams(Some(64))
         .http2_max_header_list_size(Some(16 * 1024))
+        // Outermost: every call counts in the metrics, refused ones too.
+        .layer(crate::api::observe::ObserveLayer::new(id))
         // Refused before anything else runs: no credentials, no capacity.
         .layer(AuthLayer::new(security.auth.clone()))
         .layer(ShedLayer::new(&limits))

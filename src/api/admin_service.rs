@@ -111,6 +111,7 @@ where
                 .insert("authorization", authorization.clone());
         }
         forwarded.set_timeout(call.left());
+        crate::metrics::forwarded(cluster.id(), "RaftService");
         return there(client, forwarded).await;
     }
 }
@@ -290,6 +291,7 @@ pub async fn backup(
         }
         forwarded.set_timeout(call.left());
         let mut client = cluster.peers().client(&addr).map_err(ApiError::from)?;
+        crate::metrics::forwarded(cluster.id(), "RaftService");
         let stream = client.backup(forwarded).await?.into_inner();
         return Ok(Response::new(Box::pin(stream)));
     }

@@ -39,6 +39,13 @@ impl HealthApi {
     }
 }
 
+/// Whether the node is ready, as `/readyz` asks: exactly while its gRPC
+/// health says SERVING.
+pub fn readiness(health: &watch::Sender<NodeHealth>) -> impl Fn() -> bool + Send + Sync + 'static {
+    let state = health.subscribe();
+    move || *state.borrow() == NodeHealth::Serving
+}
+
 fn known(service: &str) -> bool {
     service.is_empty() || SERVICES.contains(&service)
 }

@@ -5,6 +5,7 @@
 //! - [`list`]: ListTasks filters and page tokens.
 //! - [`error`]: the one mapping of failures to gRPC codes.
 //! - [`health`]: `grpc.health.v1`, whose Watch streams end on shutdown.
+//! - [`observe`]: the tower layer that counts, times and spans every gRPC call.
 //! - [`route`]: finding the leader, proposing, read-index, forwarding.
 //! - [`task_service`] / [`raft_service`]: the handlers.
 //! - [`admin_service`]: the membership and leadership calls of RaftService.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod list;
+pub mod observe;
 pub mod raft_service;
 pub mod route;
 pub mod task_service;

@@ -277,6 +277,7 @@ impl NodeContext {
                 }
             }
         };
+        crate::metrics::forwarded(self.id, "TaskService");
         Ok(Forward {
             client,
             leader,

@@ -113,6 +113,7 @@ impl TaskService for TaskApi {
         request: Request<proto::CreateTaskRequest>,
     ) -> Result<Response<proto::CreateTaskResponse>, Status> {
         let (task, request_id) = convert::new_task(request.get_ref())?;
+        super::observe::record_request_id(request_id.as_deref());
         let call = Call::new(&request);
         let make = || Command::CreateTask {
             id: uuid::Uuid::now_v7().to_string(),
@@ -171,6 +172,7 @@ impl TaskService for TaskApi {
         request: Request<proto::UpdateTaskRequest>,
     ) -> Result<Response<proto::UpdateTaskResponse>, Status> {
         let update = convert::task_patch(request.get_ref())?;
+        super::observe::record_request_id(update.request_id.as_deref());
         let expected_version = request.get_ref().expected_version;
         let call = Call::new(&request);
         let make = || Command::UpdateTask {
@@ -196,6 +198,7 @@ impl TaskService for TaskApi {
     ) -> Result<Response<proto::DeleteTaskResponse>, Status> {
         let req = request.get_ref();
         let request_id = convert::delete_request(req)?;
+        super::observe::record_request_id(request_id.as_deref());
         let (id, expected_version) = (req.id.clone(), req.expected_version);
         let call = Call::new(&request);
         let make = || Command::DeleteTask {

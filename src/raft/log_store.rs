@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -41,13 +42,40 @@ pub const PURGED: &str = "purged";
 pub struct LogStore {
     store: Store,
     writer: Arc<LogWriter>,
+    committed: CommitIndex,
+}
+
+/// The highest log index this node knows is committed, as openraft last
+/// saved it (`save_committed`): openraft 0.9's `RaftMetrics` does not say.
+/// For the metrics; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct CommitIndex(Arc<AtomicU64>);
+
+impl CommitIndex {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, committed: Option<&LogId>) {
+        self.0
+            .fetch_max(committed.map_or(0, |c| c.index), Ordering::Relaxed);
+    }
 }
 
 impl LogStore {
     /// Starts the log's writer task: call inside a tokio runtime.
     pub fn new(store: Store) -> Self {
         let writer = Arc::new(LogWriter::start(store.clone()));
-        Self { store, writer }
+        Self {
+            store,
+            writer,
+            committed: CommitIndex::default(),
+        }
+    }
+
+    /// Follows the commit index this store is told (for the metrics).
+    pub fn commit_index(&self) -> CommitIndex {
+        self.committed.clone()
     }
 
     /// Waits until every queued append is written, so that what follows
@@ -178,11 +206,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes =
             codec::encode(&committed).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
         self.writer.save_committed(bytes);
+        self.committed.set(committed.as_ref());
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.read_state::<Option<LogId>>(COMMITTED).await?.flatten())
+        let committed = self.read_state::<Option<LogId>>(COMMITTED).await?.flatten();
+        self.committed.set(committed.as_ref());
+        Ok(committed)
     }
 
     async fn append<I>(

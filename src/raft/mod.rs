@@ -11,6 +11,7 @@
 //! - [`network`]: `RaftNetwork` over the internal gRPC `RaftService`.
 //! - [`batcher`]: single-flight batching (the proposer, shared read-index rounds).
 //! - [`codec`]: how openraft values become bytes (log rows, RPC payloads), format versions.
+//! - [`gauges`]: openraft's metrics and the pool's state as taskd's gauges.
 //! - [`retry`]: bounded retries of database calls that failed transiently.
 //! - [`snapshot_files`]: the snapshot directory: scratch files and the current snapshot's copy.
 
@@ -18,6 +19,7 @@
 
 pub mod batcher;
 pub mod codec;
+pub mod gauges;
 pub mod log_store;
 pub mod log_tail;
 pub mod log_writer;

@@ -58,11 +58,13 @@ impl Proposer {
     pub fn start(raft: Raft) -> Self {
         let gate = Arc::new(RwLock::new(()));
         let batch_gate = gate.clone();
+        let node = raft.metrics().borrow().id;
         let batcher = Batcher::start(LIMITS, Command::weight, move |writes: Vec<Command>| {
             let raft = raft.clone();
             let gate = batch_gate.clone();
             async move {
                 let _open = gate.read().await;
+                crate::metrics::proposal_batch(node, writes.len());
                 propose_batch(&raft, writes).await
             }
         });

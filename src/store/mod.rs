@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{CommandResult, Micros, Task, TaskStatus};
 
 pub use error::StoreError;
-pub use pool::StoreOptions;
+pub use pool::{PoolConnections, StoreOptions};
 pub use snapshot::{ImportOptions, EXPORT_PAGE_ROWS, IMPORT_BATCH_BYTES, IMPORT_BATCH_ROWS};
 pub use snapshot_file::{SnapshotFileError, SnapshotSummary};
 

@@ -299,6 +299,15 @@ pub struct StoreOptions {
     pub allow_lossy_database: bool,
 }
 
+/// Open connections of a store, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolConnections {
+    /// Checked out, running a statement or a transaction.
+    pub in_use: u64,
+    /// Open and waiting in the pool.
+    pub idle: u64,
+}
+
 impl Store {
     /// [`Store::connect_with`] with the default (strict) options.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
@@ -337,6 +346,28 @@ impl Store {
             Pools::Sqlite { write, read } => {
                 write.close().await;
                 read.close().await;
+            }
+        }
+    }
+
+    /// The connections open in this store's pools (both of SQLite's), for
+    /// the metrics.
+    pub fn pool_connections(&self) -> PoolConnections {
+        fn of<DB: Database>(pool: &sqlx::Pool<DB>) -> PoolConnections {
+            let idle = pool.num_idle() as u64;
+            PoolConnections {
+                in_use: u64::from(pool.size()).saturating_sub(idle),
+                idle,
+            }
+        }
+        match &self.pools {
+            Pools::Mysql(pool) => of(pool),
+            Pools::Sqlite { write, read } => {
+                let (write, read) = (of(write), of(read));
+                PoolConnections {
+                    in_use: write.in_use + read.in_use,
+                    idle: write.idle + read.idle,
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ mod failover;
 mod limits;
 mod membership;
 mod mesh;
+mod metrics;
 mod mysql_errors;
 mod mysql_restart;
 mod mysql_settings;

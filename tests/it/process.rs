@@ -117,6 +117,11 @@ impl TaskdProcess {
         .await
     }
 
+    /// Everything the process wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
     pub(crate) fn stderr_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -154,7 +159,7 @@ pub(crate) fn free_ports(n: usize) -> Vec<u16> {
 }
 
 /// A base port B in 20000..60000 with B..B+n free a moment ago.
-fn free_port_run(n: u16) -> u16 {
+pub(crate) fn free_port_run(n: u16) -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -295,6 +300,23 @@ fn serve_args(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> Vec<Strin
 
 pub(crate) fn spawn_node(dir: &Path, id: u64, members: &BTreeMap<u64, String>) -> TaskdProcess {
     spawn_node_on(dir, id, members, None)
+}
+
+/// [`spawn_node`] with `extra` flags after the usual ones.
+pub(crate) fn spawn_node_with(
+    dir: &Path,
+    id: u64,
+    members: &BTreeMap<u64, String>,
+    extra: &[String],
+) -> TaskdProcess {
+    let mut args = serve_args(dir, id, members);
+    args.extend_from_slice(extra);
+    TaskdProcess::spawn(
+        &format!("node {id}"),
+        &args,
+        &dir.join(format!("node{id}.stderr")),
+        Stdio::null(),
+    )
 }
 
 /// [`spawn_node`] with `--database-url database_url` when one is given
