@@ -377,8 +377,11 @@ fn endpoint_url(address: &str, tls_settings: bool) -> Result<String, String> {
 
 /// `error: cause: cause…`, for errors whose own text leaves out the cause.
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    append_causes(error.to_string(), error.source())
+}
+
+/// `text` followed by each cause in `source`'s chain that `text` does not already say.
+fn append_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
@@ -434,15 +437,10 @@ fn may_have_been_applied(status: &Status) -> bool {
 
 /// The status message plus the chain of causes tonic keeps for transport errors.
 fn describe(status: &Status) -> String {
-    let mut text = status.message().to_string();
-    if let Some(cause) = std::error::Error::source(status) {
-        let causes = error_chain(cause);
-        if !text.contains(&causes) {
-            text.push_str(": ");
-            text.push_str(&causes);
-        }
-    }
-    text
+    append_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    )
 }
 
 #[cfg(test)]
