@@ -23,6 +23,16 @@ use crate::pb::task_service_client::TaskServiceClient;
 /// A list page may hold 1000 tasks of up to ~11 KB each: more than tonic's 4 MiB default.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Whether a call changes anything: only a write whose answer was lost can end
+/// as [`Error::OutcomeUnknown`]; a read that never got an answer is just
+/// [`Error::Unavailable`] (e.g. a plaintext call to a TLS-only port, whose
+/// connection the node closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Read,
+    Write,
+}
+
 /// A client of a taskd cluster. Cheap to clone; clones share the connections
 /// and the endpoint currently in use.
 #[derive(Clone)]
@@ -132,10 +142,9 @@ impl TaskClient {
             request.request_id = uuid::Uuid::new_v4().to_string();
         }
         let response = self
-            .call(
-                request,
-                |mut stub, r| async move { stub.create_task(r).await },
-            )
+            .call(request, Effect::Write, |mut stub, r| async move {
+                stub.create_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -158,7 +167,9 @@ impl TaskClient {
             consistency: consistency.into(),
         };
         let response = self
-            .call(request, |mut stub, r| async move { stub.get_task(r).await })
+            .call(request, Effect::Read, |mut stub, r| async move {
+                stub.get_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -169,10 +180,9 @@ impl TaskClient {
         &self,
         request: pb::ListTasksRequest,
     ) -> Result<pb::ListTasksResponse, Error> {
-        self.call(
-            request,
-            |mut stub, r| async move { stub.list_tasks(r).await },
-        )
+        self.call(request, Effect::Read, |mut stub, r| async move {
+            stub.list_tasks(r).await
+        })
         .await
     }
 
@@ -217,10 +227,9 @@ impl TaskClient {
             request_id: uuid::Uuid::new_v4().to_string(),
         };
         let response = self
-            .call(
-                request,
-                |mut stub, r| async move { stub.update_task(r).await },
-            )
+            .call(request, Effect::Write, |mut stub, r| async move {
+                stub.update_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -238,17 +247,21 @@ impl TaskClient {
             expected_version,
             request_id: uuid::Uuid::new_v4().to_string(),
         };
-        self.call(
-            request,
-            |mut stub, r| async move { stub.delete_task(r).await },
-        )
+        self.call(request, Effect::Write, |mut stub, r| async move {
+            stub.delete_task(r).await
+        })
         .await?;
         Ok(())
     }
 
     /// Sends `request` through `send` until it gets an answer that is not
     /// retryable, moving to the next endpoint after each retryable failure.
-    async fn call<Req, Resp, F, Fut>(&self, request: Req, send: F) -> Result<Resp, Error>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        request: Req,
+        effect: Effect,
+        send: F,
+    ) -> Result<Resp, Error>
     where
         Req: Clone,
         F: Fn(TaskServiceClient<Channel>, Request<Req>) -> Fut,
@@ -288,7 +301,7 @@ impl TaskClient {
                     }
                 };
             let failure = describe(&status);
-            maybe_applied |= may_have_been_applied(&status);
+            maybe_applied |= effect == Effect::Write && may_have_been_applied(&status);
             self.move_on_from(index);
             let pause = pauses.next();
             let gave_up = match pause {
