@@ -117,6 +117,8 @@ step_clippy() {
 
 step_test() {
   local runner=${TASKD_TEST_RUNNER:-}
+  # tests/it/deploy.rs runs deploy/gen-secrets.sh, which needs the openssl CLI.
+  _need_tool openssl openssl
   if [ -z "$runner" ]; then
     if cargo nextest --version >/dev/null 2>&1; then runner=nextest; else runner=cargo; fi
   fi

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{DevArgs, NodeConfig};
+use crate::security::{ClusterSecret, SecurityConfig, SecurityError};
 use crate::server::{self, ServerError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,37 @@ pub enum DevError {
     },
     #[error("node {id}: {source}")]
     Node { id: u64, source: ServerError },
+    #[error("cluster secret {path}: {source}")]
+    SecretFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Secret(#[from] SecurityError),
+}
+
+/// The local cluster's secret: `<data-dir>/cluster-secret`, made (readable
+/// by its owner only) on the first start and reused after, so that even a
+/// dev cluster's peer calls need cluster credentials.
+fn cluster_secret(data_dir: &std::path::Path) -> Result<ClusterSecret, DevError> {
+    let path = data_dir.join("cluster-secret");
+    let io_err = |source| DevError::SecretFile {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data_dir).map_err(io_err)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err)?;
+        writeln!(file, "{}", ClusterSecret::generate().expose()).map_err(io_err)?;
+    }
+    Ok(ClusterSecret::from_file(&path)?)
 }
 
 /// Runs the cluster until `shutdown` resolves.
@@ -60,6 +92,7 @@ pub async fn run(
         listeners.push(listener);
     }
 
+    let secret = cluster_secret(&args.data_dir)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut nodes = tokio::task::JoinSet::new();
     for ((id, addr), listener) in members.iter().zip(listeners) {
@@ -79,6 +112,13 @@ pub async fn run(
             join: None,
             snapshots: Default::default(),
             raft_timing: Default::default(),
+            security: SecurityConfig {
+                cluster_secret: Some(secret.clone()),
+                ..Default::default()
+            },
+            limits: Default::default(),
+            peer_listen: None,
+            metrics_listen: None,
         };
         let mut stop = stop_rx.clone();
         let id = *id;

@@ -32,5 +32,6 @@ pub mod domain;
 pub mod failpoint;
 pub mod proto;
 pub mod raft;
+pub mod security;
 pub mod server;
 pub mod store;

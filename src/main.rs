@@ -17,7 +17,16 @@ async fn main() -> anyhow::Result<()> {
     // Crash-point tests only (feature `failpoints`); a no-op otherwise.
     #[allow(clippy::let_unit_value)]
     let _failpoints = taskd::failpoint::setup();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_) | Command::Dev(_)) {
+        // As Go servers such as etcd do: the soft limit (often 1,024) is far
+        // below what a busy node needs, and the hard limit is ours to take.
+        match taskd::server::incoming::raise_fd_limit() {
+            Ok(limit) => tracing::info!(limit, "file descriptor limit (RLIMIT_NOFILE)"),
+            Err(e) => tracing::warn!(error = %e, "cannot read or raise RLIMIT_NOFILE"),
+        }
+    }
+    match cli.command {
         Command::Serve(args) => {
             let config = args.validate()?;
             let listener = TcpListener::bind(args.listen)

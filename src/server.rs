@@ -1,4 +1,9 @@
 //! One node: open the store, start Raft, serve gRPC until shutdown.
+//!
+//! - [`incoming`]: accepting connections: TLS, the connection cap, running
+//!   out of file descriptors.
+
+pub mod incoming;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,11 +12,13 @@ use openraft::storage::RaftLogStorage;
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
 
+use crate::api::auth::{Auth, AuthLayer};
 use crate::api::health::{HealthApi, NodeHealth};
+use crate::api::limits::{ShedLayer, MAX_CONCURRENT_STREAMS, MAX_RESPONSE_BYTES};
 use crate::api::{NodeContext, RaftApi, TaskApi};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::NodeConfig;
@@ -23,6 +30,9 @@ use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
+use crate::security::peer::{Credentials, Dialer};
+use crate::security::tls::{peer_client_config, ServerTls};
+use crate::security::{SecurityConfig, SecurityError};
 use crate::store::{Store, StoreError, StoreOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,29 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Security(#[from] SecurityError),
+    #[error("cannot listen on --peer-listen {addr}: {source}")]
+    PeerListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A service that takes gzip, deflate and zstd requests, and compresses
+/// its answers for clients that ask (`grpc-accept-encoding`). The message
+/// size limits apply to the decompressed message, so a small compressed
+/// bomb is refused like a big message.
+macro_rules! compressed {
+    ($service:expr) => {
+        $service
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Deflate)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Deflate)
+            .send_compressed(CompressionEncoding::Zstd)
+    };
 }
 
 fn raft_err(e: impl std::fmt::Display) -> ServerError {
@@ -68,16 +101,91 @@ pub async fn run(
     let options = StoreOptions {
         allow_lossy_database: config.allow_lossy_database,
     };
+    // Bad TLS or token files fail the start before anything else happens.
+    let security = Security::load(&config.security)?;
+    let mut listeners = Vec::new();
+    let tls = security.server_tls.clone();
+    listeners.push(incoming::Listener {
+        listener,
+        tls: tls.clone(),
+        peer_listener: config.peer_listen.is_none(),
+    });
+    if let Some(addr) = config.peer_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::PeerListen { addr, source })?;
+        listeners.push(incoming::Listener {
+            listener,
+            tls,
+            peer_listener: true,
+        });
+    }
     let store = Store::connect_with(&config.database_url, options).await?;
-    let result = serve(&config, store.clone(), listener, shutdown).await;
+    let result = serve(&config, store.clone(), security, listeners, shutdown).await;
     store.close().await;
     result
+}
+
+/// What a node checks its callers with, and dials its peers with.
+struct Security {
+    server_tls: Option<Arc<ServerTls>>,
+    auth: Arc<Auth>,
+    dialer: Dialer,
+}
+
+impl Security {
+    fn load(config: &SecurityConfig) -> Result<Self, SecurityError> {
+        let server_tls = config
+            .tls
+            .clone()
+            .map(ServerTls::load)
+            .transpose()?
+            .map(Arc::new);
+        let auth = Arc::new(Auth::new(config, server_tls.clone())?);
+        let mut credentials = Credentials::default();
+        if let Some(secret) = &config.cluster_secret {
+            credentials = credentials.cluster_secret(secret);
+        }
+        let client_tls = config.tls.as_ref().map(peer_client_config).transpose()?;
+        Ok(Self {
+            server_tls,
+            auth,
+            dialer: Dialer::new(client_tls, credentials),
+        })
+    }
+
+    /// Reads the certificates and the token file again on every SIGHUP,
+    /// for as long as the node runs; a bad file keeps what was loaded.
+    fn reload_on_sighup(&self, id: crate::raft::NodeId) -> tokio::task::JoinHandle<()> {
+        let (tls, auth) = (self.server_tls.clone(), self.auth.clone());
+        tokio::spawn(async move {
+            let Ok(mut hangups) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!(
+                    node = id,
+                    "cannot watch SIGHUP: certificates will not reload"
+                );
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let tls = tls.as_ref().map_or(Ok(()), |tls| tls.reload());
+                match tls.and_then(|()| auth.reload()) {
+                    Ok(()) => tracing::info!(node = id, "SIGHUP: certificates and tokens reloaded"),
+                    Err(e) => {
+                        tracing::error!(node = id, error = %e, "SIGHUP: reload failed; still serving with what was loaded before")
+                    }
+                }
+            }
+        })
+    }
 }
 
 async fn serve(
     config: &NodeConfig,
     store: Store,
-    listener: TcpListener,
+    security: Security,
+    listeners: Vec<incoming::Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let id = config.node_id;
@@ -89,7 +197,7 @@ async fn serve(
         .map_err(raft_err)?;
     let raft_config =
         Arc::new(raft_config("taskd", config.snapshots, config.raft_timing).map_err(raft_err)?);
-    let network = Network::default();
+    let network = Network::new(security.dialer.clone());
     let refusal = network.refusal();
     let muted = network.muted();
     let raft = Raft::new(id, raft_config, network, log_store, state_machine)
@@ -114,7 +222,7 @@ async fn serve(
         committed_at_start,
     ));
 
-    let read_index = ReadIndex::start(id, raft.clone());
+    let read_index = ReadIndex::start(id, raft.clone(), security.dialer.clone());
     let proposer = Proposer::start(raft.clone());
     let cluster = Cluster::start(
         id,
@@ -123,6 +231,7 @@ async fn serve(
         config.raft_timing,
         refusal,
         muted,
+        crate::cluster::peers::Peers::new(security.dialer.clone()),
     );
     let ctx = NodeContext::new(
         id,
@@ -131,30 +240,48 @@ async fn serve(
         proposer,
         read_index.clone(),
         cluster.clone(),
+        security.dialer.clone(),
     );
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    tracing::info!(node = id, addr = %config.advertise, "serving");
+    let reloading = security.reload_on_sighup(id);
+    let max_conns = incoming::max_connections();
+    tracing::info!(
+        node = id,
+        addr = %config.advertise,
+        tls = security.server_tls.is_some(),
+        cluster_auth = config.security.cluster_auth(),
+        client_tokens = config.security.token_file.is_some(),
+        max_connections = max_conns,
+        "serving"
+    );
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = config.limits;
     let server = Server::builder()
+        // Dead connections are found and closed; no client holds more
+        // streams than this; a flood of resets cannot pile up work.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .http2_max_header_list_size(Some(16 * 1024))
+        // Refused before anything else runs: no credentials, no capacity.
+        .layer(AuthLayer::new(security.auth.clone()))
+        .layer(ShedLayer::new(&limits))
         .add_service(HealthServer::new(health_api))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            TaskServiceServer::new(TaskApi::new(ctx))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        .add_service(compressed!(TaskServiceServer::new(TaskApi::new(ctx))
+            .max_decoding_message_size(limits.max_request_bytes)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES)))
+        .add_service(compressed!(RaftServiceServer::new(
+            RaftApi::new(id, raft.clone(), read_index, cluster.clone(), store.clone())
+                .with_max_snapshot_bytes(config.snapshots.max_bytes),
         )
-        .add_service(
-            RaftServiceServer::new(
-                RaftApi::new(id, raft.clone(), read_index, cluster.clone(), store.clone())
-                    .with_max_snapshot_bytes(config.snapshots.max_bytes),
-            )
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming_shutdown(incoming(listener), async {
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)))
+        .serve_with_incoming_shutdown(incoming::incoming(listeners, max_conns), async {
             let _ = drain_rx.await;
         });
     let mut server = Box::pin(server);
@@ -211,6 +338,7 @@ async fn serve(
     };
 
     drop(server);
+    reloading.abort();
     tracing::info!(node = id, "stopping raft");
     health.abort();
     if let Err(e) = raft.shutdown().await {
@@ -267,24 +395,6 @@ async fn raft_stopped(raft: Raft) -> String {
     }
 }
 
-/// The connections accepted on `listener`, each with TCP_NODELAY set.
-///
-/// `Server::builder().tcp_nodelay(true)` does not reach sockets accepted by
-/// `serve_with_incoming*`; without it Nagle's algorithm meets the client's
-/// delayed ACKs and a small unary call can wait ~40 ms for its response.
-pub fn incoming(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-        }
-        Ok(stream)
-    })
-}
-
 /// Reflection over every service served here, and the error details
 /// (`google.rpc.*`) they return, so grpcurl needs no proto files.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
@@ -335,26 +445,4 @@ async fn report_health(
         }
         changed
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use futures::StreamExt;
-
-    use super::*;
-
-    /// Every accepted connection has TCP_NODELAY, whatever the client set.
-    #[tokio::test]
-    async fn accepted_connections_have_nodelay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut accepted = Box::pin(incoming(listener));
-        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        client.set_nodelay(false).unwrap();
-        let stream = accepted.next().await.expect("a connection").unwrap();
-        assert!(
-            stream.nodelay().unwrap(),
-            "accepted socket without TCP_NODELAY"
-        );
-    }
 }

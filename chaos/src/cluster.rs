@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use taskd_client::pb;
 use taskd_client::pb::raft_service_client::RaftServiceClient;
 use taskd_client::pb::task_service_client::TaskServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::mariadb::{self, MariaDb};
@@ -32,7 +33,29 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct NodeClient {
     pub task: TaskServiceClient<Channel>,
-    pub raft: RaftServiceClient<Channel>,
+    /// Membership calls need cluster credentials: the harness is the operator.
+    pub raft: RaftServiceClient<InterceptedService<Channel, ClusterSecret>>,
+}
+
+/// The cluster secret the nodes run with (`--cluster-secret-file`): their
+/// addresses are not loopback, so taskd refuses to start without one.
+pub const CLUSTER_SECRET: &str = "taskd-chaos-cluster-secret-0123456789";
+
+/// Sends [`CLUSTER_SECRET`] on every call of a client.
+#[derive(Debug, Clone)]
+pub struct ClusterSecret;
+
+impl tonic::service::Interceptor for ClusterSecret {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(
+            "x-taskd-cluster-secret",
+            tonic::metadata::AsciiMetadataValue::from_static(CLUSTER_SECRET),
+        );
+        Ok(request)
+    }
 }
 
 /// What the harness needs to start a cluster.
@@ -162,6 +185,11 @@ impl Cluster {
                 crate::netns::run("mount", &["-t", "tmpfs", "-o", size, "tmpfs", &point])?;
             }
         }
+        let secret_file = scratch.0.join("cluster-secret");
+        std::fs::write(&secret_file, CLUSTER_SECRET).map_err(|source| NetError::Spawn {
+            command: format!("write {}", secret_file.display()),
+            source,
+        })?;
         let net = Network::create(spec.nodes)?;
         let mut dbs = Vec::new();
         if spec.backend == Backend::Mysql {
@@ -197,6 +225,7 @@ impl Cluster {
                 break_mode: spec.break_mode.clone(),
                 snapshot_every: spec.snapshot_every.clone(),
                 log: logs.join(format!("n{k}.taskd.log")),
+                secret_file: secret_file.clone(),
             });
             node.start().map_err(|source| NetError::Spawn {
                 command: format!("{} serve", spec.taskd_bin.display()),
@@ -407,7 +436,7 @@ fn connect(uri: &str) -> NodeClient {
         .connect_lazy();
     NodeClient {
         task: TaskServiceClient::new(channel.clone()),
-        raft: RaftServiceClient::new(channel),
+        raft: RaftServiceClient::with_interceptor(channel, ClusterSecret),
     }
 }
 

@@ -33,6 +33,8 @@ pub struct NodeSpec {
     /// `--snapshot-every` and `--snapshot-keep-logs`.
     pub snapshot_every: Option<(String, String)>,
     pub log: PathBuf,
+    /// `--cluster-secret-file`.
+    pub secret_file: PathBuf,
 }
 
 /// A node's process and what the harness did to it.
@@ -76,7 +78,9 @@ impl Node {
             ])
             .arg("--data-dir")
             .arg(&s.data_dir)
-            .args(["--database-url", &s.database_url]);
+            .args(["--database-url", &s.database_url])
+            .arg("--cluster-secret-file")
+            .arg(&s.secret_file);
         match &s.membership {
             Membership::Founder(initial) => command.args(["--initial-cluster", initial]),
             Membership::Join { seeds, as_voter } => command.args([

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::security::peer::PeerChannel;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
@@ -41,6 +41,8 @@ fn members(list: &[MemberInfo]) -> Vec<Member> {
 struct AdminCall {
     hops: u32,
     deadline: Instant,
+    /// The caller's `authorization`: a forwarded call keeps its caller's identity.
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 impl AdminCall {
@@ -50,6 +52,7 @@ impl AdminCall {
         Self {
             hops,
             deadline: Instant::now() + budget,
+            authorization: request.metadata().get("authorization").cloned(),
         }
     }
 
@@ -69,7 +72,7 @@ where
     Req: Clone,
     H: Fn(Req, Instant) -> HF,
     HF: Future<Output = Result<Resp, ClusterError>>,
-    T: Fn(RaftServiceClient<Channel>, Request<Req>) -> TF,
+    T: Fn(RaftServiceClient<PeerChannel>, Request<Req>) -> TF,
     TF: Future<Output = Result<Response<Resp>, Status>>,
 {
     let call = AdminCall::new(&request);
@@ -102,6 +105,11 @@ where
         forwarded
             .metadata_mut()
             .insert(FORWARDED_HEADER, (call.hops + 1).into());
+        if let Some(authorization) = &call.authorization {
+            forwarded
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         forwarded.set_timeout(call.left());
         return there(client, forwarded).await;
     }
@@ -275,6 +283,11 @@ pub async fn backup(
         forwarded
             .metadata_mut()
             .insert(FORWARDED_HEADER, (call.hops + 1).into());
+        if let Some(authorization) = &call.authorization {
+            forwarded
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         forwarded.set_timeout(call.left());
         let mut client = cluster.peers().client(&addr).map_err(ApiError::from)?;
         let stream = client.backup(forwarded).await?.into_inner();

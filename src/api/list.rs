@@ -134,6 +134,43 @@ impl ListRequest {
         })
     }
 
+    /// The page to answer with, from the query's rows (one more than the
+    /// page size was asked for, to tell whether more follow). It stops
+    /// early, with a token, rather than exceed `max_bytes` encoded: a
+    /// response past what default clients accept (4 MiB) fails them with
+    /// RESOURCE_EXHAUSTED, and AIP-158 allows short pages. At least one
+    /// task always goes (one task is far below the bound).
+    pub fn page(&self, rows: Vec<Task>, max_bytes: usize) -> proto::ListTasksResponse {
+        use prost::Message;
+        let limit = self.query.limit as usize;
+        let more_rows = rows.len() > limit;
+        let mut tasks: Vec<proto::Task> = Vec::with_capacity(rows.len().min(limit));
+        let mut bytes = 0;
+        let mut last = None;
+        let mut stopped_early = false;
+        for task in rows.into_iter().take(limit) {
+            let encoded: proto::Task = task.clone().into();
+            // The field's tag and length prefix come on top of the message.
+            let len = encoded.encoded_len();
+            let cost = len + 1 + prost::length_delimiter_len(len);
+            if !tasks.is_empty() && bytes + cost > max_bytes {
+                stopped_early = true;
+                break;
+            }
+            bytes += cost;
+            tasks.push(encoded);
+            last = Some(task);
+        }
+        let next_page_token = match last {
+            Some(last) if more_rows || stopped_early => self.next_page_token(&last),
+            _ => String::new(),
+        };
+        proto::ListTasksResponse {
+            tasks,
+            next_page_token,
+        }
+    }
+
     /// The token that resumes after `last`, the final task of a full page.
     pub fn next_page_token(&self, last: &Task) -> String {
         let cursor = self.query.cursor_of(last);
@@ -181,6 +218,36 @@ mod tests {
             Err(other) => panic!("unexpected {other:?}"),
             Ok(_) => vec![],
         }
+    }
+
+    /// A page stops before the byte bound, with a token that resumes right
+    /// after its last task; a page that fits ends without one.
+    #[test]
+    fn pages_stop_short_of_the_byte_bound() {
+        use prost::Message;
+        let list = ListRequest::parse(&proto::ListTasksRequest {
+            page_size: 10,
+            ..Default::default()
+        })
+        .unwrap();
+        let rows: Vec<Task> = (0..11)
+            .map(|i| Task {
+                id: format!("0190-{i:02}"),
+                description: "d".repeat(1000),
+                ..task()
+            })
+            .collect();
+        let full = list.page(rows.clone(), usize::MAX);
+        assert_eq!(full.tasks.len(), 10);
+        assert!(!full.next_page_token.is_empty(), "an 11th row follows");
+        let one = full.tasks[0].encoded_len() + 3;
+        let short = list.page(rows.clone(), 3 * one + one / 2);
+        assert_eq!(short.tasks.len(), 3);
+        assert_eq!(short.next_page_token, list.next_page_token(&rows[2]));
+        assert!(short.encoded_len() <= 3 * one + one / 2 + short.next_page_token.len() + 8);
+        let tiny = list.page(rows[..1].to_vec(), 1);
+        assert_eq!(tiny.tasks.len(), 1, "at least one task always goes");
+        assert!(tiny.next_page_token.is_empty(), "nothing follows it");
     }
 
     #[test]

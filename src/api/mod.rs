@@ -8,11 +8,15 @@
 //! - [`route`]: finding the leader, proposing, read-index, forwarding.
 //! - [`task_service`] / [`raft_service`]: the handlers.
 //! - [`admin_service`]: the membership and leadership calls of RaftService.
+//! - [`auth`]: who may call what (one tower layer before every service).
+//! - [`limits`]: message sizes, and shedding calls past the node's bound.
 
 pub mod admin_service;
+pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod list;
 pub mod raft_service;
 pub mod route;

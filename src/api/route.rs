@@ -12,16 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::{BasicNode, RaftMetrics};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::error::ApiError;
 use crate::cluster::Cluster;
 use crate::domain::{Command, CommandResult, Micros};
 use crate::proto::task_service_client::TaskServiceClient;
-use crate::raft::network::{channel, MAX_MESSAGE_BYTES};
+use crate::raft::network::MAX_MESSAGE_BYTES;
 use crate::raft::proposer::{ProposeError, Proposer};
 use crate::raft::read_index::{Asker, ReadIndex, ReadIndexError};
 use crate::raft::{NodeId, Raft, QUORUM_WAIT};
+use crate::security::peer::{Dialer, PeerChannel};
 use crate::store::Store;
 
 /// Metadata key counting how often a call has been forwarded.
@@ -41,7 +41,9 @@ pub struct NodeContext {
     proposer: Proposer,
     /// Shared read-index rounds (also answers peers' `ReadIndex`).
     read_index: ReadIndex,
-    leaders: Arc<Mutex<HashMap<String, TaskServiceClient<Channel>>>>,
+    leaders: Arc<Mutex<HashMap<String, TaskServiceClient<PeerChannel>>>>,
+    /// How this node reaches the leader (TLS, cluster credentials).
+    dialer: Dialer,
     /// Whether this node is still a member.
     cluster: Cluster,
 }
@@ -52,14 +54,17 @@ pub struct Call {
     deadline: Instant,
     /// Whether `deadline` is the client's (DEADLINE_EXCEEDED) or ours (UNAVAILABLE).
     client_deadline: bool,
+    /// The caller's `authorization`: a forwarded call keeps its caller's identity.
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 /// A call that this node cannot serve: send it to the leader with this client.
 pub struct Forward {
-    pub client: TaskServiceClient<Channel>,
+    pub client: TaskServiceClient<PeerChannel>,
     leader: NodeId,
     hops: u32,
     deadline: Instant,
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 impl Forward {
@@ -69,6 +74,11 @@ impl Forward {
         request
             .metadata_mut()
             .insert(FORWARDED_HEADER, (self.hops + 1).into());
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         request.set_timeout(self.deadline.saturating_duration_since(Instant::now()));
         request
     }
@@ -77,7 +87,7 @@ impl Forward {
 /// The outcome of routing a call.
 pub enum Routed<T> {
     Here(T),
-    Leader(Forward),
+    Leader(Box<Forward>),
 }
 
 /// How often a call was forwarded already, and the deadline its client set.
@@ -108,6 +118,7 @@ impl Call {
             hops,
             deadline: Instant::now() + budget,
             client_deadline,
+            authorization: request.metadata().get("authorization").cloned(),
         }
     }
 
@@ -182,8 +193,10 @@ impl NodeContext {
         proposer: Proposer,
         read_index: ReadIndex,
         cluster: Cluster,
+        dialer: Dialer,
     ) -> Self {
         Self {
+            dialer,
             id,
             cluster,
             proposer,
@@ -252,7 +265,10 @@ impl NodeContext {
             match leaders.get(addr) {
                 Some(client) => client.clone(),
                 None => {
-                    let ch = channel(addr).map_err(|e| ApiError::internal("leader address", e))?;
+                    let ch = self
+                        .dialer
+                        .channel(addr)
+                        .map_err(|e| ApiError::internal("leader address", e))?;
                     let client = TaskServiceClient::new(ch)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -266,6 +282,7 @@ impl NodeContext {
             leader,
             hops: call.hops,
             deadline: call.deadline,
+            authorization: call.authorization.clone(),
         })
     }
 
@@ -353,7 +370,7 @@ impl NodeContext {
                     }
                 }
             };
-            return Ok(Routed::Leader(self.forward(call, id, &addr)?));
+            return Ok(Routed::Leader(Box::new(self.forward(call, id, &addr)?)));
         }
     }
 
@@ -440,15 +457,24 @@ mod tests {
     async fn forwarded_calls_carry_the_remaining_deadline() {
         let mut incoming = tonic::Request::new(());
         incoming.set_timeout(Duration::from_secs(2));
+        incoming
+            .metadata_mut()
+            .insert("authorization", "Bearer caller-token".parse().unwrap());
         let call = Call::new(&incoming);
         assert!(call.client_deadline);
         let forward = Forward {
-            client: TaskServiceClient::new(channel("127.0.0.1:1").unwrap()),
+            client: TaskServiceClient::new(Dialer::default().channel("127.0.0.1:1").unwrap()),
             leader: 2,
             hops: call.hops,
             deadline: call.deadline,
+            authorization: call.authorization.clone(),
         };
         let outgoing = forward.request(());
+        // The leader judges the caller, not the node that forwarded the call.
+        assert_eq!(
+            outgoing.metadata().get("authorization").unwrap(),
+            "Bearer caller-token"
+        );
         let timeout = outgoing
             .metadata()
             .get("grpc-timeout")
@@ -480,7 +506,8 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
-        let mut client = TaskServiceClient::new(channel(&addr.to_string()).unwrap());
+        let mut client =
+            TaskServiceClient::new(Dialer::default().channel(&addr.to_string()).unwrap());
         let refused = client
             .get_task(crate::proto::GetTaskRequest::default())
             .await

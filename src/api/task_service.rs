@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use tonic::transport::Channel;
+use crate::security::peer::PeerChannel;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -14,6 +14,10 @@ use crate::domain::{Command, CommandResult, Task};
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::proto::task_service_server::TaskService;
 use crate::proto::{self, ReadConsistency};
+
+/// A ListTasks page's bound: what default clients accept, less room for
+/// the page token, the framing and the headers.
+const MAX_LIST_PAGE_BYTES: usize = super::limits::MAX_RESPONSE_BYTES - 64 * 1024;
 
 /// The public API of one node.
 pub struct TaskApi {
@@ -66,7 +70,7 @@ async fn before_read(ctx: &NodeContext, call: &Call, consistency: i32) -> Result
     ctx.linearize(call).await
 }
 
-type Client = TaskServiceClient<Channel>;
+type Client = TaskServiceClient<PeerChannel>;
 
 /// Who answered a write.
 enum Served<Resp> {
@@ -153,25 +157,13 @@ impl TaskService for TaskApi {
         // One more than a page tells whether another page follows.
         let mut query = list.query.clone();
         query.limit += 1;
-        let mut tasks = self
+        let rows = self
             .ctx
             .store
             .list_tasks(&query)
             .await
             .map_err(store_error)?;
-        let next_page_token = if tasks.len() > list.query.limit as usize {
-            tasks.truncate(list.query.limit as usize);
-            tasks
-                .last()
-                .map(|last| list.next_page_token(last))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(proto::ListTasksResponse {
-            tasks: tasks.into_iter().map(Into::into).collect(),
-            next_page_token,
-        }))
+        Ok(Response::new(list.page(rows, MAX_LIST_PAGE_BYTES)))
     }
 
     async fn update_task(

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tokio::io::AsyncWriteExt;
 
-use super::{client, with_timeout, Endpoints};
+use super::{with_timeout, Endpoints};
 use crate::proto;
 use crate::store::snapshot_file::verify_path;
 use crate::store::{Store, StoreOptions};
@@ -57,7 +57,7 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// One backup through `addr` into `partial`.
 async fn backup_from(addr: &str, endpoints: &Endpoints, partial: &Path) -> anyhow::Result<u64> {
-    let mut c = client(addr)?;
+    let mut c = endpoints.client(addr)?;
     let mut stream = c
         .backup(with_timeout(proto::BackupRequest {}, endpoints.timeout()))
         .await

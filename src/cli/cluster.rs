@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use super::{client, with_timeout, Endpoints};
+use super::{with_timeout, Endpoints};
 use crate::proto::{self, NodeRole};
 use crate::raft::NodeId;
 
@@ -219,7 +219,7 @@ async fn leader_status(endpoints: &Endpoints) -> anyhow::Result<proto::GetCluste
             any.node_id
         );
     };
-    let mut c = client(&leader.address)?;
+    let mut c = endpoints.client(&leader.address)?;
     Ok(c.get_cluster_status(with_timeout(
         proto::GetClusterStatusRequest {},
         endpoints.timeout(),
@@ -253,7 +253,7 @@ pub async fn status(endpoints: &Endpoints) -> anyhow::Result<ClusterStatus> {
     let probe = std::time::Duration::from_secs(2).min(endpoints.timeout());
     let mut members = Vec::new();
     for m in &view.members {
-        let own = match client(&m.address) {
+        let own = match endpoints.client(&m.address) {
             Ok(mut c) => c
                 .get_cluster_status(with_timeout(proto::GetClusterStatusRequest {}, probe))
                 .await
@@ -322,11 +322,20 @@ fn print_status(status: &ClusterStatus) {
 }
 
 /// One endpoint's gRPC health, and its reason when it does not serve.
-async fn endpoint_health(addr: &str, timeout: std::time::Duration) -> Result<(), String> {
+async fn endpoint_health(
+    endpoints: &Endpoints,
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
-    let ch = crate::raft::network::channel(addr).map_err(|e| e.to_string())?;
+    let ch = endpoints
+        .connection
+        .dialer()
+        .map_err(|e| format!("{e:#}"))?
+        .channel(addr)
+        .map_err(|e| e.to_string())?;
     let reply = HealthClient::new(ch)
         .check(with_timeout(HealthCheckRequest::default(), timeout))
         .await
@@ -334,7 +343,7 @@ async fn endpoint_health(addr: &str, timeout: std::time::Duration) -> Result<(),
     if reply.into_inner().status() == ServingStatus::Serving {
         return Ok(());
     }
-    let reason = match client(addr) {
+    let reason = match endpoints.client(addr) {
         Ok(mut c) => c
             .get_cluster_status(with_timeout(proto::GetClusterStatusRequest {}, timeout))
             .await
@@ -355,7 +364,7 @@ async fn health(endpoints: &Endpoints, wait: u64) -> anyhow::Result<()> {
     loop {
         let mut failed = Vec::new();
         for addr in &endpoints.endpoints {
-            if let Err(why) = endpoint_health(addr, probe).await {
+            if let Err(why) = endpoint_health(endpoints, addr, probe).await {
                 failed.push(format!("{addr}: {why}"));
             }
         }

@@ -119,7 +119,7 @@ impl Cluster {
     async fn ask_seeds<T, F, Fut>(&self, plan: &JoinPlan, call: F) -> Result<T, ClusterError>
     where
         F: Fn(
-            crate::proto::raft_service_client::RaftServiceClient<tonic::transport::Channel>,
+            crate::proto::raft_service_client::RaftServiceClient<crate::security::peer::PeerChannel>,
         ) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {

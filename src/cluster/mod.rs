@@ -85,6 +85,7 @@ impl Cluster {
         timing: RaftTiming,
         refusal: Refusal,
         muted: Muted,
+        peers: Peers,
     ) -> Self {
         let (since_tx, leader_since) = watch::channel(None);
         let mut metrics = raft.metrics();
@@ -120,7 +121,7 @@ impl Cluster {
             raft,
             proposer,
             timing,
-            peers: Peers::default(),
+            peers,
             leader_since,
             refusal,
             muted,

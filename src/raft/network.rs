@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -22,27 +21,16 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
 
 use super::codec::{self, Format, FORMAT_HEADER};
 use super::{NodeId, TypeConfig};
 use crate::proto;
 use crate::proto::raft_service_client::RaftServiceClient;
+use crate::security::peer::{Dialer, PeerChannel};
 
 /// The largest gRPC message a node sends or accepts: room for a full batch
 /// of `max_payload_entries` large tasks, and a snapshot chunk.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Opens a lazily connected, reconnecting channel to a node at `addr`
-/// (`host:port`). Shared by the Raft network and leader forwarding.
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
 
 /// The metadata key with which a node marks a vote refused because the
 /// candidate is not a member of its cluster (see `api::raft_service`).
@@ -63,9 +51,18 @@ pub type Muted = Arc<Mutex<HashSet<NodeId>>>;
 pub struct Network {
     refusal: Refusal,
     muted: Muted,
+    dialer: Dialer,
 }
 
 impl Network {
+    /// Dials peers with `dialer` (TLS and cluster credentials).
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            ..Self::default()
+        }
+    }
+
     /// Where refusals of this node's votes are recorded.
     pub fn refusal(&self) -> Refusal {
         self.refusal.clone()
@@ -81,7 +78,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let client = channel(&node.addr)
+        let client = self
+            .dialer
+            .channel(&node.addr)
             .map(|ch| {
                 RaftServiceClient::new(ch)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -103,7 +102,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     target: NodeId,
     addr: String,
-    client: Result<RaftServiceClient<Channel>, String>,
+    client: Result<RaftServiceClient<PeerChannel>, String>,
     refusal: Refusal,
     muted: Muted,
     /// The payload format of requests to this peer: what its last answer
@@ -114,7 +113,7 @@ pub struct PeerClient {
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
 impl PeerClient {
-    fn client(&self) -> Result<RaftServiceClient<Channel>, Unreachable> {
+    fn client(&self) -> Result<RaftServiceClient<PeerChannel>, Unreachable> {
         self.client
             .clone()
             .map_err(|e| Unreachable::new(&std::io::Error::other(e)))

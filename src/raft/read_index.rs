@@ -18,13 +18,12 @@
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tonic::transport::Channel;
 
 use super::batcher::{BatchLimits, Batcher};
-use super::network::channel;
 use super::{NodeId, Raft, QUORUM_WAIT};
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::ReadIndexRequest;
+use crate::security::peer::{Dialer, PeerChannel};
 
 /// Who wants a read index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +71,15 @@ pub struct ReadIndex {
 
 impl ReadIndex {
     /// Starts the rounds of node `id`; call inside a tokio runtime.
-    pub fn start(id: NodeId, raft: Raft) -> Self {
+    pub fn start(id: NodeId, raft: Raft, dialer: Dialer) -> Self {
         let leader_client = Arc::new(Mutex::new(None));
         let batcher = Batcher::start(
             LIMITS,
             |_| 1,
             move |askers: Vec<Asker>| {
                 let (raft, leader_client) = (raft.clone(), Arc::clone(&leader_client));
-                async move { round(id, &raft, &leader_client, askers).await }
+                let dialer = dialer.clone();
+                async move { round(id, &raft, &dialer, &leader_client, askers).await }
             },
         );
         Self { batcher }
@@ -95,11 +95,12 @@ impl ReadIndex {
 }
 
 /// The cached client of the node last asked for a read index.
-type LeaderClient = Mutex<Option<(String, RaftServiceClient<Channel>)>>;
+type LeaderClient = Mutex<Option<(String, RaftServiceClient<PeerChannel>)>>;
 
 async fn round(
     id: NodeId,
     raft: &Raft,
+    dialer: &Dialer,
     leader_client: &LeaderClient,
     askers: Vec<Asker>,
 ) -> Vec<RoundResult> {
@@ -115,7 +116,7 @@ async fn round(
     let answer = match (leader, addr) {
         (Some(leader), _) if leader == id => leader_round(raft).await,
         _ if askers.iter().all(|a| *a == Asker::Peer) => Err(ReadIndexError::NotLeader(id)),
-        (Some(leader), Some(addr)) => ask_leader(leader, &addr, leader_client).await,
+        (Some(leader), Some(addr)) => ask_leader(leader, &addr, dialer, leader_client).await,
         _ => Err(ReadIndexError::NoLeader),
     };
     let led_here = leader == Some(id);
@@ -150,15 +151,21 @@ async fn leader_round(raft: &Raft) -> RoundResult {
 }
 
 /// One `ReadIndex` request to the leader at `addr`.
-async fn ask_leader(leader: NodeId, addr: &str, cached: &LeaderClient) -> RoundResult {
+async fn ask_leader(
+    leader: NodeId,
+    addr: &str,
+    dialer: &Dialer,
+    cached: &LeaderClient,
+) -> RoundResult {
     let failed = |why: String| ReadIndexError::LeaderFailed { leader, why };
     let mut client = {
         let mut cached = cached.lock().unwrap_or_else(|e| e.into_inner());
         match &*cached {
             Some((a, client)) if a == addr => client.clone(),
             _ => {
-                let client =
-                    RaftServiceClient::new(channel(addr).map_err(|e| failed(e.to_string()))?);
+                let client = RaftServiceClient::new(
+                    dialer.channel(addr).map_err(|e| failed(e.to_string()))?,
+                );
                 *cached = Some((addr.to_string(), client.clone()));
                 client
             }

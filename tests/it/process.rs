@@ -41,13 +41,13 @@ impl TaskdProcess {
     /// Starts `taskd ARGS`, stderr appended to `stderr_path` (so a restart
     /// keeps the earlier run's log), stdout as given. `TASKD_…` variables of
     /// the test's environment are not passed on: only the flags count.
-    fn spawn(name: &str, args: &[String], stderr_path: &Path, stdout: Stdio) -> Self {
+    pub(crate) fn spawn(name: &str, args: &[String], stderr_path: &Path, stdout: Stdio) -> Self {
         Self::spawn_program(Path::new(TASKD), name, args, stderr_path, stdout)
     }
 
     /// [`TaskdProcess::spawn`] of the `taskd` binary at `program` (another
     /// release's, say).
-    fn spawn_program(
+    pub(crate) fn spawn_program(
         program: &Path,
         name: &str,
         args: &[String],
@@ -117,7 +117,7 @@ impl TaskdProcess {
         .await
     }
 
-    fn stderr_tail(&self, lines: usize) -> String {
+    pub(crate) fn stderr_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")

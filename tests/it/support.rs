@@ -168,6 +168,10 @@ impl TestCluster {
             join,
             snapshots: self.snapshots,
             raft_timing: Default::default(),
+            security: Default::default(),
+            limits: Default::default(),
+            peer_listen: None,
+            metrics_listen: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(taskd::server::run(config, listener, async move {
