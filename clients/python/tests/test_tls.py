@@ -43,11 +43,15 @@ READER_TOKEN = "reader-token-0123456789abcdef"
 
 @dataclass(frozen=True)
 class Pki:
-    """A CA and what it signed, all PEM bytes."""
+    """Two CAs and what they signed, all PEM bytes: the nodes' CA (clients trust it; it is
+    also the node's ``--peer-ca-file``, as nodes present their server certificate to each
+    other) and, apart from it as the server asks, the clients' CA
+    (``--tls-client-ca-file``) with one client certificate."""
 
     ca: bytes
     server_cert: bytes
     server_key: bytes
+    client_ca: bytes
     client_cert: bytes
     client_key: bytes
 
@@ -58,19 +62,20 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_pki(name: str) -> Pki:
-    """A fresh CA; a server certificate for ``localhost`` and 127.0.0.1; a client certificate."""
+def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
-    ca = (
+    return builder.not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+
+
+def _new_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -80,38 +85,51 @@ def make_pki(name: str) -> Pki:
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )  # fmt: skip
+    return _validity(builder).sign(key, hashes.SHA256()), key
 
-    def leaf(common_name: str, sans: list[x509.GeneralName], usage) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
-    server_cert, server_key = leaf(
+def _leaf(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    common_name: str,
+    sans: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+) -> tuple[bytes, bytes]:
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = _validity(builder).sign(ca_key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def make_pki(name: str) -> Pki:
+    """A fresh nodes' CA with a server certificate for ``localhost`` and 127.0.0.1, and a
+    fresh clients' CA with a client certificate."""
+    nodes_ca = _new_ca(f"{name} nodes CA")
+    clients_ca = _new_ca(f"{name} clients CA")
+    server_cert, server_key = _leaf(
+        nodes_ca,
         "taskd node",
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-        ExtendedKeyUsageOID.SERVER_AUTH,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
     )
-    client_cert, client_key = leaf("taskd test client", [], ExtendedKeyUsageOID.CLIENT_AUTH)
-    return Pki(ca.public_bytes(serialization.Encoding.PEM), server_cert, server_key, client_cert, client_key)
+    client_cert, client_key = _leaf(clients_ca, "taskd test client", [], [ExtendedKeyUsageOID.CLIENT_AUTH])
+    pem = serialization.Encoding.PEM
+    return Pki(
+        nodes_ca[0].public_bytes(pem), server_cert, server_key, clients_ca[0].public_bytes(pem), client_cert, client_key
+    )
 
 
 # ---- a TLS node -----------------------------------------------------------------------
@@ -128,6 +146,7 @@ class SecureNode:
             "node.pem": pki.server_cert,
             "node.key": pki.server_key,
             "ca.pem": pki.ca,
+            "client-ca.pem": pki.client_ca,
             "tokens": (
                 f"# token role\n{ADMIN_TOKEN} admin\n{WRITER_TOKEN} writer\n{READER_TOKEN} reader\n"
             ).encode(),
@@ -143,9 +162,11 @@ class SecureNode:
             "--tls-cert-file", str(base_dir / "node.pem"),
             "--tls-key-file", str(base_dir / "node.key"),
             "--auth-token-file", str(base_dir / "tokens"),
+            # The server wants a peer CA with TLS, even for a lone node.
+            "--peer-ca-file", str(base_dir / "ca.pem"),
         ]  # fmt: skip
         if require_client_cert:
-            args += ["--tls-client-ca-file", str(base_dir / "ca.pem")]
+            args += ["--tls-client-ca-file", str(base_dir / "client-ca.pem")]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKD_")}
         env["NO_COLOR"] = "1"
         with open(self.stderr_path, "ab") as stderr:

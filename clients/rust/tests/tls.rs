@@ -23,65 +23,85 @@ const READER_TOKEN: &str = "reader-token-0123456789abcdef";
 /// How long a fresh node may take to elect itself and serve.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A CA and what it signed, all PEM.
+/// Two CAs and what they signed, all PEM: the nodes' CA (clients trust it;
+/// it is also the node's `--peer-ca-file`, as nodes present their server
+/// certificate to each other) and, apart from it as the server asks, the
+/// clients' CA (`--tls-client-ca-file`) with one client certificate.
 struct Pki {
     ca: String,
     server_cert: String,
     server_key: String,
+    client_ca: String,
     client_cert: String,
     client_key: String,
 }
 
 impl Pki {
-    /// A fresh CA; a server certificate for `localhost` and 127.0.0.1; a
-    /// client certificate.
     fn generate(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} CA"));
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = ca_params.self_signed(&ca_key).expect("self-signed CA");
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let leaf = |sans: Vec<String>, common_name: &str, usage: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().expect("leaf key");
-            let mut params = CertificateParams::new(sans).expect("leaf params");
-            params
-                .distinguished_name
-                .push(DnType::CommonName, common_name);
-            params.key_usages = vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ];
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &issuer).expect("sign leaf");
-            (cert.pem(), key.serialize_pem())
-        };
+        let (ca, node_issuer) = new_ca(&format!("{name} nodes"));
+        let (client_ca, client_issuer) = new_ca(&format!("{name} clients"));
         let (server_cert, server_key) = leaf(
+            &node_issuer,
             vec!["localhost".into(), "127.0.0.1".into()],
             "taskd node",
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         );
         let (client_cert, client_key) = leaf(
+            &client_issuer,
             Vec::new(),
             "taskd test client",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         );
         Pki {
-            ca: ca.pem(),
+            ca,
             server_cert,
             server_key,
+            client_ca,
             client_cert,
             client_key,
         }
     }
+}
+
+/// A self-signed CA: its PEM, and the issuer that signs with it.
+fn new_ca(common_name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().expect("CA key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).expect("self-signed CA");
+    (cert.pem(), Issuer::new(params, key))
+}
+
+/// A certificate `issuer` signs for `sans`: its PEM and its key's PEM.
+fn leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    sans: Vec<String>,
+    common_name: &str,
+    usages: Vec<ExtendedKeyUsagePurpose>,
+) -> (String, String) {
+    let key = KeyPair::generate().expect("leaf key");
+    let mut params = CertificateParams::new(sans).expect("leaf params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = usages;
+    let cert = params.signed_by(&key, issuer).expect("sign leaf");
+    (cert.pem(), key.serialize_pem())
 }
 
 /// One `taskd serve` process with TLS and a token file. Killed on drop; a
@@ -95,7 +115,7 @@ struct SecureNode {
 impl SecureNode {
     /// Starts a single-node cluster serving TLS with `pki`'s server
     /// certificate and the three test tokens; with `require_client_cert`, only
-    /// clients with a certificate from `pki`'s CA get in.
+    /// clients with a certificate from `pki`'s clients' CA get in.
     fn start(pki: &Pki, require_client_cert: bool) -> SecureNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let write = |name: &str, text: &str| {
@@ -106,6 +126,7 @@ impl SecureNode {
         let cert = write("node.pem", &pki.server_cert);
         let key = write("node.key", &pki.server_key);
         let ca = write("ca.pem", &pki.ca);
+        let client_ca = write("client-ca.pem", &pki.client_ca);
         let tokens = write(
             "tokens",
             &format!(
@@ -127,11 +148,14 @@ impl SecureNode {
             cert,
             "--tls-key-file".into(),
             key,
+            // The server wants a peer CA with TLS, even for a lone node.
+            "--peer-ca-file".into(),
+            ca,
             "--auth-token-file".into(),
             tokens,
         ];
         if require_client_cert {
-            args.extend(["--tls-client-ca-file".into(), ca]);
+            args.extend(["--tls-client-ca-file".into(), client_ca]);
         }
         let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
         let mut command = Command::new(taskd_bin());
