@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in 50061 50062 50063 50064 50065 50066 50071; do
+for port in 50061 50062 50063 50064 50065 50066 50071 50072 50073 50074; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "ERROR: 127.0.0.1:$port is in use; the runbooks need 50061-50066 and 50071 free" >&2
     exit 1
@@ -158,5 +158,30 @@ expect_all_writes 127.0.0.1:50061
 
 run_runbook backup
 expect_all_writes 127.0.0.1:50071
+
+# The secured cluster: secret, TLS between everyone, tokens; alone, so that its
+# SIGHUP reaches only its own node 1. Its commands run from the repository root.
+pkill -KILL -f 'taskd serve --node-id [0-9]+ --listen 127.0.0.1:(5006[0-9]|50071) ' || true
+ln -s "$root/deploy" "$work/deploy"
+run_runbook secure
+secure_ca="$work/secrets/ca.crt"
+if grpcurl -plaintext -max-time 5 127.0.0.1:50072 grpc.health.v1.Health/Check >/dev/null 2>&1; then
+  fail "a plaintext call to a TLS node succeeded"
+fi
+refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -d '{"title":"no token"}' 127.0.0.1:50072 taskd.v1.TaskService/CreateTask 2>&1 || true)
+echo "$refused" | grep -q 'Unauthenticated' || fail "a create without a token was not UNAUTHENTICATED: $refused"
+refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -H "authorization: Bearer $(cat "$work/secrets/reader.token")" \
+  -d '{"title":"by a reader"}' 127.0.0.1:50072 taskd.v1.TaskService/CreateTask 2>&1 || true)
+echo "$refused" | grep -q 'PermissionDenied' || fail "a reader's create was not PERMISSION_DENIED: $refused"
+refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -d '{"payload":""}' 127.0.0.1:50072 taskd.v1.RaftService/Vote 2>&1 || true)
+echo "$refused" | grep -q 'Unauthenticated' || fail "a Vote without cluster credentials was not UNAUTHENTICATED: $refused"
+grep -q 'SIGHUP: certificates and tokens reloaded' "$work/nodes.log" || {
+  sleep_until=$((SECONDS + 10))
+  until grep -q 'SIGHUP: certificates and tokens reloaded' "$work/nodes.log"; do
+    [ $SECONDS -lt $sleep_until ] || fail "node 1 did not log its SIGHUP reload"
+    sleep 0.2
+  done
+}
+echo "secured cluster: plaintext, no token, a reader's write and an anonymous Vote were refused; SIGHUP reloaded"
 
 echo "runbooks: every runbook ran verbatim; $(wc -l <"$work/acked") creates acknowledged across them, none lost or doubled"

@@ -11,6 +11,8 @@
 //!   join (the admin calls and `serve --join`).
 //! - [`cli`]: `taskd cluster …`, `taskd backup`, `taskd restore`: thin gRPC
 //!   clients of the admin calls.
+//! - [`security`]: cluster credentials, TLS (reloaded on SIGHUP), client
+//!   tokens; the checks are one tower layer, `api::auth`.
 //! - [`raft`]: openraft's type config, the gRPC network between nodes, and the
 //!   log-storage and state-machine adapters over [`store`].
 //! - [`store`]: sqlx on MySQL or SQLite: the task tables, the Raft log, snapshots.

@@ -31,7 +31,7 @@ use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
 use crate::security::peer::{Credentials, Dialer};
-use crate::security::tls::{peer_client_config, ServerTls};
+use crate::security::tls::{PeerClientTls, ServerTls};
 use crate::security::{SecurityConfig, SecurityError};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -129,6 +129,7 @@ pub async fn run(
 /// What a node checks its callers with, and dials its peers with.
 struct Security {
     server_tls: Option<Arc<ServerTls>>,
+    peer_tls: Option<Arc<PeerClientTls>>,
     auth: Arc<Auth>,
     dialer: Dialer,
 }
@@ -146,18 +147,28 @@ impl Security {
         if let Some(secret) = &config.cluster_secret {
             credentials = credentials.cluster_secret(secret);
         }
-        let client_tls = config.tls.as_ref().map(peer_client_config).transpose()?;
+        let peer_tls = config
+            .tls
+            .clone()
+            .map(PeerClientTls::load)
+            .transpose()?
+            .map(Arc::new);
         Ok(Self {
             server_tls,
+            dialer: Dialer::peer(peer_tls.clone(), credentials),
+            peer_tls,
             auth,
-            dialer: Dialer::new(client_tls, credentials),
         })
     }
 
     /// Reads the certificates and the token file again on every SIGHUP,
     /// for as long as the node runs; a bad file keeps what was loaded.
     fn reload_on_sighup(&self, id: crate::raft::NodeId) -> tokio::task::JoinHandle<()> {
-        let (tls, auth) = (self.server_tls.clone(), self.auth.clone());
+        let (tls, peer_tls, auth) = (
+            self.server_tls.clone(),
+            self.peer_tls.clone(),
+            self.auth.clone(),
+        );
         tokio::spawn(async move {
             let Ok(mut hangups) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -170,7 +181,8 @@ impl Security {
             };
             while hangups.recv().await.is_some() {
                 let tls = tls.as_ref().map_or(Ok(()), |tls| tls.reload());
-                match tls.and_then(|()| auth.reload()) {
+                let peer_tls = || peer_tls.as_ref().map_or(Ok(()), |tls| tls.reload());
+                match tls.and_then(|()| peer_tls()).and_then(|()| auth.reload()) {
                     Ok(()) => tracing::info!(node = id, "SIGHUP: certificates and tokens reloaded"),
                     Err(e) => {
                         tracing::error!(node = id, error = %e, "SIGHUP: reload failed; still serving with what was loaded before")

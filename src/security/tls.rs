@@ -169,27 +169,49 @@ fn load(files: &TlsFiles) -> Result<Loaded, SecurityError> {
 }
 
 /// How this node dials its peers over TLS: their certificates are checked
-/// against `--peer-ca-file`, and it presents its own as a client certificate.
-pub fn peer_client_config(
-    files: &TlsFiles,
-) -> Result<tonic::transport::ClientTlsConfig, SecurityError> {
-    let read = |what: &'static str, path: &Path| {
-        std::fs::read(path).map_err(|source| SecurityError::Read {
-            what,
-            path: path.display().to_string(),
-            source,
+/// against `--peer-ca-file`, and it presents its own as a client
+/// certificate. Reloaded with the server side on SIGHUP: every connection
+/// made after it (a reconnect, a new peer) presents the new certificate.
+pub struct PeerClientTls {
+    files: TlsFiles,
+    current: RwLock<Arc<rustls::ClientConfig>>,
+}
+
+impl PeerClientTls {
+    pub fn load(files: TlsFiles) -> Result<Self, SecurityError> {
+        let config = client_config(&files)?;
+        Ok(Self {
+            files,
+            current: RwLock::new(Arc::new(config)),
         })
-    };
-    let mut config =
-        tonic::transport::ClientTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-            read("--tls-cert-file", &files.cert)?,
-            read("--tls-key-file", &files.key)?,
-        ));
-    if let Some(ca) = &files.peer_ca {
-        config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(
-            "--peer-ca-file",
-            ca,
-        )?));
     }
+
+    pub fn reload(&self) -> Result<(), SecurityError> {
+        let config = Arc::new(client_config(&self.files)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The configuration for a connection made now.
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, SecurityError> {
+    let roots = match &files.peer_ca {
+        Some(ca) => roots("--peer-ca-file", &[ca])?,
+        None => RootCertStore::empty(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SecurityError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs("--tls-cert-file", &files.cert)?, key(&files.key)?)
+        .map_err(|e| SecurityError::Tls(format!("--tls-cert-file and --tls-key-file: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

@@ -38,5 +38,6 @@ mod security;
 mod snapshot;
 mod snapshot_memory;
 mod storage_suite;
+mod tls_rotation;
 mod upgrade;
 mod writers;
