@@ -6,8 +6,10 @@
 //! ```
 //!
 //! The endpoints default to `TASKD_ENDPOINTS`, else the `taskd dev` cluster.
+//! For a cluster with TLS and tokens, set `TASKD_CACERT` (a CA file) and
+//! `TASKD_TOKEN`, as for taskctl.
 
-use taskd_client::{pb, Error, TaskClient};
+use taskd_client::{pb, ClientOptions, Error, TaskClient};
 
 const DEV_CLUSTER: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
 
@@ -17,7 +19,17 @@ async fn main() -> Result<(), Error> {
         .nth(1)
         .or_else(|| std::env::var("TASKD_ENDPOINTS").ok())
         .unwrap_or_else(|| DEV_CLUSTER.to_string());
-    let client = TaskClient::connect(endpoints.split(','))?;
+    let mut options = ClientOptions::default();
+    if let Ok(path) = std::env::var("TASKD_CACERT") {
+        let pem = std::fs::read(&path).map_err(|e| Error::InvalidOptions {
+            message: format!("TASKD_CACERT {path}: {e}"),
+        })?;
+        options = options.ca_certificate(pem);
+    }
+    if let Ok(token) = std::env::var("TASKD_TOKEN") {
+        options = options.token(token);
+    }
+    let client = TaskClient::connect_with(endpoints.split(','), options)?;
 
     // request_id is left empty: the client fills it, so its retries never duplicate.
     let task = client

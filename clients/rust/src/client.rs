@@ -23,6 +23,16 @@ use crate::pb::task_service_client::TaskServiceClient;
 /// A list page may hold 1000 tasks of up to ~11 KB each: more than tonic's 4 MiB default.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Whether a call changes anything: only a write whose answer was lost can end
+/// as [`Error::OutcomeUnknown`]; a read that never got an answer is just
+/// [`Error::Unavailable`] (e.g. a plaintext call to a TLS-only port, whose
+/// connection the node closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Read,
+    Write,
+}
+
 /// A client of a taskd cluster. Cheap to clone; clones share the connections
 /// and the endpoint currently in use.
 #[derive(Clone)]
@@ -52,8 +62,9 @@ impl std::fmt::Debug for TaskClient {
 }
 
 impl TaskClient {
-    /// A client over `endpoints` (`host:port` or `http://host:port`), with the
-    /// default [`ClientOptions`] (10 s deadline per call). Connections are
+    /// A client over `endpoints` (`host:port` or `http://host:port` in
+    /// plaintext, `https://host:port` over TLS), with the default
+    /// [`ClientOptions`] (10 s deadline per call, no token). Connections are
     /// opened lazily, on the first call that needs them: this does no I/O, and
     /// fails only on an empty list or an unusable address. Call it inside a
     /// Tokio runtime (each endpoint's channel runs a background task).
@@ -63,11 +74,16 @@ impl TaskClient {
         Self::connect_with(endpoints, ClientOptions::default())
     }
 
-    /// [`connect`](Self::connect) with other deadline and retry bounds.
+    /// [`connect`](Self::connect) with other deadline and retry bounds, TLS
+    /// settings or a token. With a CA certificate or a client identity in
+    /// `options` every endpoint uses TLS, `host:port` and `http://` ones too.
+    /// Fails without I/O on a bad endpoint, a token that cannot be a header,
+    /// or PEM that does not parse.
     pub fn connect_with(
         endpoints: impl IntoIterator<Item = impl Into<String>>,
         options: ClientOptions,
     ) -> Result<TaskClient, Error> {
+        options.validate()?;
         let endpoints = endpoints
             .into_iter()
             .map(|e| open_endpoint(e.into(), &options))
@@ -88,7 +104,8 @@ impl TaskClient {
     }
 
     /// A handle sharing this client's connections whose calls use `options`
-    /// (e.g. a shorter deadline for one call).
+    /// (e.g. a shorter deadline for one call, or another token). Its TLS
+    /// settings are ignored: the connections keep the ones they were opened with.
     pub fn with_options(&self, options: ClientOptions) -> TaskClient {
         TaskClient {
             shared: self.shared.clone(),
@@ -125,10 +142,9 @@ impl TaskClient {
             request.request_id = uuid::Uuid::new_v4().to_string();
         }
         let response = self
-            .call(
-                request,
-                |mut stub, r| async move { stub.create_task(r).await },
-            )
+            .call(request, Effect::Write, |mut stub, r| async move {
+                stub.create_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -151,7 +167,9 @@ impl TaskClient {
             consistency: consistency.into(),
         };
         let response = self
-            .call(request, |mut stub, r| async move { stub.get_task(r).await })
+            .call(request, Effect::Read, |mut stub, r| async move {
+                stub.get_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -162,10 +180,9 @@ impl TaskClient {
         &self,
         request: pb::ListTasksRequest,
     ) -> Result<pb::ListTasksResponse, Error> {
-        self.call(
-            request,
-            |mut stub, r| async move { stub.list_tasks(r).await },
-        )
+        self.call(request, Effect::Read, |mut stub, r| async move {
+            stub.list_tasks(r).await
+        })
         .await
     }
 
@@ -210,10 +227,9 @@ impl TaskClient {
             request_id: uuid::Uuid::new_v4().to_string(),
         };
         let response = self
-            .call(
-                request,
-                |mut stub, r| async move { stub.update_task(r).await },
-            )
+            .call(request, Effect::Write, |mut stub, r| async move {
+                stub.update_task(r).await
+            })
             .await?;
         response.task.ok_or_else(|| Error::missing_field("task"))
     }
@@ -231,17 +247,21 @@ impl TaskClient {
             expected_version,
             request_id: uuid::Uuid::new_v4().to_string(),
         };
-        self.call(
-            request,
-            |mut stub, r| async move { stub.delete_task(r).await },
-        )
+        self.call(request, Effect::Write, |mut stub, r| async move {
+            stub.delete_task(r).await
+        })
         .await?;
         Ok(())
     }
 
     /// Sends `request` through `send` until it gets an answer that is not
     /// retryable, moving to the next endpoint after each retryable failure.
-    async fn call<Req, Resp, F, Fut>(&self, request: Req, send: F) -> Result<Resp, Error>
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        request: Req,
+        effect: Effect,
+        send: F,
+    ) -> Result<Resp, Error>
     where
         Req: Clone,
         F: Fn(TaskServiceClient<Channel>, Request<Req>) -> Fut,
@@ -249,6 +269,7 @@ impl TaskClient {
     {
         let started = Instant::now();
         let deadline = started + self.options.timeout;
+        let authorization = self.options.authorization()?;
         let mut pauses = self.options.backoff_delays();
         let mut attempts = 0;
         // Whether an attempt may have been applied (sent, then no answer).
@@ -260,6 +281,11 @@ impl TaskClient {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let mut attempt = Request::new(request.clone());
             attempt.set_timeout(remaining);
+            if let Some(authorization) = &authorization {
+                attempt
+                    .metadata_mut()
+                    .insert("authorization", authorization.clone());
+            }
             let status =
                 match tokio::time::timeout(remaining, send(endpoint.stub.clone(), attempt)).await {
                     Ok(Ok(response)) => return Ok(response.into_inner()),
@@ -275,7 +301,7 @@ impl TaskClient {
                     }
                 };
             let failure = describe(&status);
-            maybe_applied |= may_have_been_applied(&status);
+            maybe_applied |= effect == Effect::Write && may_have_been_applied(&status);
             self.move_on_from(index);
             let pause = pauses.next();
             let gave_up = match pause {
@@ -321,24 +347,63 @@ impl TaskClient {
 
 fn open_endpoint(address: String, options: &ClientOptions) -> Result<Endpoint, Error> {
     let address = address.trim().to_string();
-    let url = if address.contains("://") {
-        address.clone()
-    } else {
-        format!("http://{address}")
-    };
     let invalid = |message: String| Error::InvalidEndpoint {
         endpoint: address.clone(),
         message,
     };
+    let url = endpoint_url(&address, options.has_tls_settings()).map_err(invalid)?;
     let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| invalid(format!("{e}")))?;
     if uri.host().is_none_or(str::is_empty) {
-        return Err(invalid("expected host:port or http://host:port".into()));
+        return Err(invalid(
+            "expected host:port, http://host:port or https://host:port".into(),
+        ));
     }
-    let channel = Channel::builder(uri)
-        .connect_timeout(options.connect_timeout)
-        .connect_lazy();
-    let stub = TaskServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
+    let mut builder = Channel::builder(uri).connect_timeout(options.connect_timeout);
+    if url.starts_with("https://") {
+        builder = builder
+            .tls_config(options.tls_config())
+            .map_err(|e| Error::InvalidOptions {
+                message: format!("TLS settings for {url}: {}", error_chain(&e)),
+            })?;
+    }
+    let stub = TaskServiceClient::new(builder.connect_lazy())
+        .max_decoding_message_size(MAX_RESPONSE_BYTES);
     Ok(Endpoint { address: url, stub })
+}
+
+/// The URL of an endpoint: `https://` for TLS (asked for by the scheme, or by
+/// TLS settings, which a plaintext connection could not honour), else `http://`.
+fn endpoint_url(address: &str, tls_settings: bool) -> Result<String, String> {
+    let (scheme, rest) = match address.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_string(), address),
+    };
+    match scheme.as_str() {
+        "https" => Ok(format!("https://{rest}")),
+        "http" if tls_settings => Ok(format!("https://{rest}")),
+        "http" => Ok(format!("http://{rest}")),
+        other => Err(format!(
+            "unknown scheme {other:?}: expected host:port, http://host:port or https://host:port"
+        )),
+    }
+}
+
+/// `error: cause: cause…`, for errors whose own text leaves out the cause.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    append_causes(error.to_string(), error.source())
+}
+
+/// `text` followed by each cause in `source`'s chain that `text` does not already say.
+fn append_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// UNAVAILABLE from the server (no leader or quorum yet), a write the
@@ -385,17 +450,10 @@ fn may_have_been_applied(status: &Status) -> bool {
 
 /// The status message plus the chain of causes tonic keeps for transport errors.
 fn describe(status: &Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    append_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    )
 }
 
 #[cfg(test)]
@@ -425,10 +483,38 @@ mod tests {
         ));
     }
 
+    /// `https://` means TLS; so does any endpoint once TLS settings are given
+    /// (a plaintext connection would drop them silently).
+    #[tokio::test]
+    async fn https_and_tls_settings_choose_tls() {
+        assert_eq!(endpoint_url("h:1", false).unwrap(), "http://h:1");
+        assert_eq!(endpoint_url("HTTPS://h:1", false).unwrap(), "https://h:1");
+        assert_eq!(endpoint_url("h:1", true).unwrap(), "https://h:1");
+        assert_eq!(endpoint_url("http://h:1", true).unwrap(), "https://h:1");
+        assert!(endpoint_url("grpc://h:1", false).is_err());
+
+        let ca = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+        let options = ClientOptions::default().ca_certificate(ca);
+        let client = TaskClient::connect_with(["127.0.0.1:1", "http://localhost:2"], options)
+            .expect("connect does no I/O");
+        assert_eq!(
+            client.endpoints(),
+            ["https://127.0.0.1:1", "https://localhost:2"]
+        );
+        let bad_token = ClientOptions::default().token("has space");
+        assert!(matches!(
+            TaskClient::connect_with(["127.0.0.1:1"], bad_token),
+            Err(Error::InvalidOptions { .. })
+        ));
+    }
+
     #[test]
     fn only_unavailable_and_transport_failures_are_retried() {
         assert!(is_retryable(&Status::unavailable("no leader")));
         assert!(!is_retryable(&Status::not_found("x")));
+        // A token the server refuses stays refused: retrying only burns the deadline.
+        assert!(!is_retryable(&Status::unauthenticated("unknown token")));
+        assert!(!is_retryable(&Status::permission_denied("reader")));
         // INTERNAL from the server (no local cause) is an answer, not a transport failure.
         assert!(!is_retryable(&Status::internal("internal error")));
         assert!(!is_retryable(&Status::unknown("no details")));

@@ -53,11 +53,25 @@ pub enum Error {
     /// connection lost after the call was sent). Read before acting on it.
     #[error("outcome unknown: {message}")]
     OutcomeUnknown { message: String },
+    /// The server does not know who is calling (UNAUTHENTICATED): no token,
+    /// or one it does not accept. Not retried: set a valid token
+    /// ([`ClientOptions::token`](crate::ClientOptions::token)).
+    #[error("unauthenticated: {message}")]
+    Unauthenticated { message: String },
+    /// The caller's role may not make this call (PERMISSION_DENIED), e.g. a
+    /// reader token creating a task. Not retried.
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
+    /// The [`ClientOptions`](crate::ClientOptions) cannot be used: a token
+    /// that is not printable ASCII, or a CA certificate or client identity
+    /// that is not usable PEM.
+    #[error("invalid options: {message}")]
+    InvalidOptions { message: String },
     /// An endpoint given to [`TaskClient::connect`](crate::TaskClient::connect)
     /// is not a usable address, or none was given.
     #[error("invalid endpoint {endpoint:?}: {message}")]
     InvalidEndpoint { endpoint: String, message: String },
-    /// Any other status (INTERNAL, PERMISSION_DENIED, …).
+    /// Any other status (INTERNAL, RESOURCE_EXHAUSTED, …).
     #[error("{}: {message}", code_name(*.code))]
     Other { code: Code, message: String },
 }
@@ -67,7 +81,11 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::NotFound { .. } => Code::NotFound,
-            Error::InvalidArgument { .. } | Error::InvalidEndpoint { .. } => Code::InvalidArgument,
+            Error::InvalidArgument { .. }
+            | Error::InvalidEndpoint { .. }
+            | Error::InvalidOptions { .. } => Code::InvalidArgument,
+            Error::Unauthenticated { .. } => Code::Unauthenticated,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Conflict { .. } => Code::Aborted,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::Unavailable { .. } => Code::Unavailable,
@@ -118,6 +136,8 @@ impl From<Status> for Error {
                 }
             }
             Code::AlreadyExists => Error::AlreadyExists { message },
+            Code::Unauthenticated => Error::Unauthenticated { message },
+            Code::PermissionDenied => Error::PermissionDenied { message },
             Code::Unavailable => Error::Unavailable { message },
             Code::DeadlineExceeded => Error::DeadlineExceeded { message },
             Code::Unknown
@@ -235,8 +255,25 @@ mod tests {
             Error::from(Status::already_exists("used")),
             Error::AlreadyExists { .. }
         ));
-        let other = Error::from(Status::permission_denied("no"));
-        assert_eq!(other.code(), Code::PermissionDenied);
-        assert_eq!(other.to_string(), "permission denied: no");
+        let denied = Error::from(Status::permission_denied("role reader may not create"));
+        assert!(
+            matches!(denied, Error::PermissionDenied { .. }),
+            "{denied:?}"
+        );
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(
+            denied.to_string(),
+            "permission denied: role reader may not create"
+        );
+        let unknown = Error::from(Status::unauthenticated("unknown token"));
+        assert!(
+            matches!(unknown, Error::Unauthenticated { .. }),
+            "{unknown:?}"
+        );
+        assert_eq!(unknown.code(), Code::Unauthenticated);
+        assert_eq!(unknown.to_string(), "unauthenticated: unknown token");
+        let other = Error::from(Status::resource_exhausted("too big"));
+        assert_eq!(other.code(), Code::ResourceExhausted);
+        assert_eq!(other.to_string(), "resource exhausted: too big");
     }
 }

@@ -4,7 +4,8 @@
 //! - [`pb`]: the generated `taskd.v1` stubs (messages, enums, `TaskServiceClient`).
 //! - [`client`]: [`TaskClient`], which spreads over several endpoints, fails over
 //!   when one dies, retries UNAVAILABLE with backoff, and applies a deadline.
-//! - [`options`]: [`ClientOptions`], the deadline and retry bounds.
+//! - [`options`]: [`ClientOptions`], the deadline and retry bounds, TLS (CA,
+//!   client identity) and the bearer token.
 //! - [`error`]: [`Error`], the typed failures every call returns instead of a raw
 //!   `tonic::Status`.
 //!

@@ -7,6 +7,8 @@
         client.update_task(task.id, status=TaskStatus.TASK_STATUS_DONE)
 
 :class:`TaskClient` blocks; :class:`AsyncTaskClient` has the same methods as coroutines.
+``https://`` endpoints or ``root_certificates=`` connect over TLS; ``token=`` is sent as
+``authorization: Bearer`` on every call.
 Methods return the generated protobuf messages (:class:`Task`); every failure raises a
 :class:`TaskdError`. Enum arguments take the generated values (``TaskStatus.TASK_STATUS_DONE``,
 plain ints) or their names (``"TASK_STATUS_DONE"``). ``pb`` is the whole generated module
@@ -23,7 +25,9 @@ from ._errors import (
     InvalidArgumentError,
     NotFoundError,
     OutcomeUnknownError,
+    PermissionDeniedError,
     TaskdError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._proto.taskd.v1 import taskd_pb2 as pb
@@ -48,6 +52,8 @@ __all__ = [
     "UnavailableError",
     "DeadlineExceededError",
     "OutcomeUnknownError",
+    "UnauthenticatedError",
+    "PermissionDeniedError",
     "FieldViolation",
     "Task",
     "TaskStatus",

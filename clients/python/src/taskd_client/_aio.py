@@ -35,13 +35,31 @@ class AsyncTaskClient:
         max_attempts: int = 11,
         initial_backoff: float = 0.1,
         max_backoff: float = 2.0,
+        root_certificates: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        token: Optional[str] = None,
     ) -> None:
-        self._endpoints = _common.parse_endpoints(endpoints)
+        connection = _common.connection(
+            endpoints,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            token=token,
+        )
+        self._endpoints = connection.endpoints
+        self._metadata = connection.metadata
         self._timeout = timeout
         self._policy = RetryPolicy(max_attempts, initial_backoff, max_backoff)
-        self._channels = [
-            grpc.aio.insecure_channel(e, options=_common.CHANNEL_OPTIONS) for e in self._endpoints
-        ]
+        if connection.credentials is None:
+            self._channels = [
+                grpc.aio.insecure_channel(e, options=_common.CHANNEL_OPTIONS) for e in self._endpoints
+            ]
+        else:
+            self._channels = [
+                grpc.aio.secure_channel(e, connection.credentials, options=_common.CHANNEL_OPTIONS)
+                for e in self._endpoints
+            ]
         self._stubs = [pb_grpc.TaskServiceStub(c) for c in self._channels]
         self._current = 0
 
@@ -132,7 +150,7 @@ class AsyncTaskClient:
             index = self._current
             timeout = attempts.start()
             try:
-                return await getattr(self._stubs[index], method)(request, timeout=timeout)
+                return await getattr(self._stubs[index], method)(request, timeout=timeout, metadata=self._metadata)
             except grpc.aio.AioRpcError as e:
                 code, message = e.code(), e.details() or ""
                 if not _common.retryable(code, status_from_trailers(e.trailing_metadata())):

@@ -21,6 +21,13 @@ class TaskClient:
     """A client of a taskd cluster, safe to share between threads.
 
     ``endpoints``: every node's ``host:port``, as a list or one comma-separated string.
+    ``https://host:port`` endpoints, or ``root_certificates`` (PEM bytes of the CA that
+    signed the nodes' certificates; without it gRPC's default roots are trusted), make
+    every channel TLS; ``private_key`` and ``certificate_chain`` (PEM bytes) are the
+    client certificate for nodes that require one, and turn TLS on too. ``token`` is sent
+    as ``authorization: Bearer TOKEN`` with every call; UNAUTHENTICATED and
+    PERMISSION_DENIED raise :class:`UnauthenticatedError` / :class:`PermissionDeniedError`
+    at once, without retries.
     A call goes to the current endpoint (the first one to begin with); on UNAVAILABLE (no
     leader or quorum yet, node unreachable) the client moves on to the next endpoint and
     retries, with exponential backoff and full jitter, for at most ``max_attempts``
@@ -39,13 +46,31 @@ class TaskClient:
         max_attempts: int = 11,
         initial_backoff: float = 0.1,
         max_backoff: float = 2.0,
+        root_certificates: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        token: Optional[str] = None,
     ) -> None:
-        self._endpoints = _common.parse_endpoints(endpoints)
+        connection = _common.connection(
+            endpoints,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+            token=token,
+        )
+        self._endpoints = connection.endpoints
+        self._metadata = connection.metadata
         self._timeout = timeout
         self._policy = RetryPolicy(max_attempts, initial_backoff, max_backoff)
-        self._channels = [
-            grpc.insecure_channel(e, options=_common.CHANNEL_OPTIONS) for e in self._endpoints
-        ]
+        if connection.credentials is None:
+            self._channels = [
+                grpc.insecure_channel(e, options=_common.CHANNEL_OPTIONS) for e in self._endpoints
+            ]
+        else:
+            self._channels = [
+                grpc.secure_channel(e, connection.credentials, options=_common.CHANNEL_OPTIONS)
+                for e in self._endpoints
+            ]
         self._stubs = [pb_grpc.TaskServiceStub(c) for c in self._channels]
         self._current = 0
         self._lock = threading.Lock()
@@ -145,7 +170,7 @@ class TaskClient:
             index = self._current
             timeout = attempts.start()
             try:
-                return getattr(self._stubs[index], method)(request, timeout=timeout)
+                return getattr(self._stubs[index], method)(request, timeout=timeout, metadata=self._metadata)
             except grpc.RpcError as e:
                 code, message = e.code(), e.details() or ""
                 if not _common.retryable(code, _status(e)):

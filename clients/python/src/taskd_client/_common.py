@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import grpc
@@ -50,16 +50,110 @@ CHANNEL_OPTIONS = (
 
 
 def parse_endpoints(endpoints: Union[str, Iterable[str]]) -> list[str]:
-    """``"a:1,b:2"`` or ``["a:1", "http://b:2"]`` → ``["a:1", "b:2"]``; at least one."""
+    """``"a:1,b:2"`` or ``["a:1", "http://b:2", "https://c:3"]`` → ``["a:1", "b:2", "c:3"]``;
+    at least one. Whether to use TLS is :func:`wants_tls`'s answer."""
+    return [address for address, _ in _split_endpoints(endpoints)]
+
+
+def wants_tls(endpoints: Union[str, Iterable[str]], root_certificates: Optional[bytes]) -> bool:
+    """TLS when a CA is given or any endpoint says ``https://``. Endpoints that say
+    ``http://`` next to ``https://`` ones are a mistake: one client has one kind of channel."""
+    schemes = {scheme for _, scheme in _split_endpoints(endpoints)}
+    if "https" in schemes and "http" in schemes:
+        raise ValueError("endpoints mix http:// and https://: use one scheme for a cluster")
+    return root_certificates is not None or "https" in schemes
+
+
+def _split_endpoints(endpoints: Union[str, Iterable[str]]) -> list[tuple[str, Optional[str]]]:
     if isinstance(endpoints, str):
         endpoints = endpoints.split(",")
-    parsed = [e.strip().removeprefix("http://") for e in endpoints if e and e.strip()]
-    for e in parsed:
+    parsed: list[tuple[str, Optional[str]]] = []
+    for e in endpoints:
+        e = (e or "").strip()
+        if not e:
+            continue
+        scheme: Optional[str] = None
+        if "://" in e:
+            scheme, e = e.split("://", 1)
+            scheme = scheme.lower()
+            if scheme not in ("http", "https"):
+                raise ValueError(f"endpoint {e!r}: expected host:port, http://host:port or https://host:port")
         if "://" in e or ":" not in e:
-            raise ValueError(f"endpoint {e!r}: expected host:port or http://host:port (no TLS yet)")
+            raise ValueError(f"endpoint {e!r}: expected host:port, http://host:port or https://host:port")
+        parsed.append((e, scheme))
     if not parsed:
         raise ValueError("at least one endpoint (host:port) is required")
     return parsed
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a client reaches its endpoints: their addresses, the TLS credentials (None for
+    plaintext) and the metadata every call carries. ``repr`` leaves the token out."""
+
+    endpoints: list[str]
+    credentials: Optional[grpc.ChannelCredentials] = field(default=None, repr=False)
+    metadata: Optional[tuple[tuple[str, str], ...]] = field(default=None, repr=False)
+
+    @property
+    def tls(self) -> bool:
+        return self.credentials is not None
+
+
+def connection(
+    endpoints: Union[str, Iterable[str]],
+    *,
+    root_certificates: Optional[bytes] = None,
+    private_key: Optional[bytes] = None,
+    certificate_chain: Optional[bytes] = None,
+    token: Optional[str] = None,
+) -> Connection:
+    """Checks a client's arguments and decides TLS: on when an endpoint says ``https://`` or
+    any certificate is given (a plaintext channel would silently drop it)."""
+    if not isinstance(endpoints, str):
+        endpoints = list(endpoints)
+    addresses = parse_endpoints(endpoints)
+    tls = wants_tls(endpoints, root_certificates) or private_key is not None or certificate_chain is not None
+    credentials = channel_credentials(root_certificates, private_key, certificate_chain) if tls else None
+    return Connection(addresses, credentials, auth_metadata(token))
+
+
+def channel_credentials(
+    root_certificates: Optional[bytes],
+    private_key: Optional[bytes],
+    certificate_chain: Optional[bytes],
+) -> grpc.ChannelCredentials:
+    """TLS credentials: the CA(s) that signed the nodes' certificates (None: gRPC's default
+    roots) and, for nodes that require client certificates, a key with its certificate chain
+    (all PEM bytes, as :func:`grpc.ssl_channel_credentials` takes them)."""
+    if (private_key is None) != (certificate_chain is None):
+        raise ValueError("private_key and certificate_chain go together (a client certificate)")
+    for name, value in (
+        ("root_certificates", root_certificates),
+        ("private_key", private_key),
+        ("certificate_chain", certificate_chain),
+    ):
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError(f"{name} must be PEM bytes (e.g. Path(...).read_bytes()), not {type(value).__name__}")
+    return grpc.ssl_channel_credentials(
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+
+
+def auth_metadata(token: Optional[str]) -> Optional[tuple[tuple[str, str], ...]]:
+    """The ``authorization: Bearer TOKEN`` metadata every call carries; None without a token.
+
+    Per-call metadata rather than gRPC call credentials, which gRPC refuses on plaintext
+    channels: a token works with either kind of channel (the server decides whether it
+    accepts tokens over plaintext)."""
+    if token is None:
+        return None
+    token = token.strip()
+    if not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError("token must be non-empty printable ASCII without spaces")
+    return (("authorization", f"Bearer {token}"),)
 
 
 # ---- retry policy ---------------------------------------------------------------------
@@ -90,7 +184,8 @@ def retryable(code: grpc.StatusCode, status: Optional[status_pb2.Status] = None)
     reset), or UNKNOWN with ErrorInfo reason OUTCOME_UNKNOWN (a write proposed without an
     outcome). Every method may be retried: every write carries the same request_id on each
     attempt, so it never applies twice. Any other answer is final, DEADLINE_EXCEEDED
-    included (the call's one deadline has passed)."""
+    included (the call's one deadline has passed), and so are UNAUTHENTICATED and
+    PERMISSION_DENIED: the same token gets the same answer."""
     if code == grpc.StatusCode.UNAVAILABLE:
         return True
     return code == grpc.StatusCode.UNKNOWN and reason(status) == OUTCOME_UNKNOWN

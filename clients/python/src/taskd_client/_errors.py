@@ -22,6 +22,8 @@ __all__ = [
     "UnavailableError",
     "DeadlineExceededError",
     "OutcomeUnknownError",
+    "UnauthenticatedError",
+    "PermissionDeniedError",
     "FieldViolation",
     "reason",
 ]
@@ -107,6 +109,16 @@ class OutcomeUnknownError(TaskdError):
     came back, and the retries ran out. It may have been applied: read before acting."""
 
 
+class UnauthenticatedError(TaskdError):
+    """The server does not know who is calling (UNAUTHENTICATED): no token, or one it does
+    not accept. Not retried: pass a valid ``token``."""
+
+
+class PermissionDeniedError(TaskdError):
+    """The caller's role may not make this call (PERMISSION_DENIED), e.g. a reader token
+    creating a task. Not retried."""
+
+
 OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 
 
@@ -125,6 +137,8 @@ _BY_CODE: dict[grpc.StatusCode, type[TaskdError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: ConflictError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 

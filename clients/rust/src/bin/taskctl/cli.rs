@@ -1,5 +1,6 @@
 //! The command line: one clap struct per command, flags named after the proto fields.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -16,14 +17,19 @@ one object for create/get/update, an array for list, {} for delete.
 Exit codes: 0 success, 1 other error, 2 usage, 3 not found, 4 invalid argument
 (request_id reused included), 5 conflict (version mismatch, request_id whose task
 was deleted), 6 unavailable, 7 deadline exceeded, 8 outcome unknown (a write may
-have been applied: read before acting).";
+have been applied: read before acting), 9 unauthenticated (no token, or one the
+server does not accept), 10 permission denied (the token's role may not do this).
+
+TLS: https://host:port endpoints, or --cacert / --cert with any endpoint, connect
+over TLS; the token (TASKD_TOKEN, or --token) is sent as `authorization: Bearer`.";
 
 /// A command line for taskd's TaskService.
 #[derive(Debug, Parser)]
 #[command(name = "taskctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Nodes to talk to, comma-separated (host:port or http://host:port); any
-    /// node serves every call, the others are tried when one fails.
+    /// Nodes to talk to, comma-separated (host:port, http://host:port, or
+    /// https://host:port for TLS); any node serves every call, the others are
+    /// tried when one fails.
     #[arg(long, env = "TASKD_ENDPOINTS", value_delimiter = ',', default_value = DEV_CLUSTER, global = true)]
     pub endpoints: Vec<String>,
     /// How to print results.
@@ -32,6 +38,32 @@ pub struct Cli {
     /// Deadline of each call, retries included (e.g. 10s, 500ms, 1m).
     #[arg(long, env = "TASKD_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
+    /// PEM file of the CA that signed the nodes' certificates (default: the
+    /// system's roots); turns TLS on for every endpoint.
+    #[arg(long, env = "TASKD_CACERT", value_name = "FILE", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// PEM file of the client certificate, for nodes that require one (mutual TLS).
+    #[arg(
+        long,
+        env = "TASKD_CERT",
+        value_name = "FILE",
+        requires = "key",
+        global = true
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long,
+        env = "TASKD_KEY",
+        value_name = "FILE",
+        requires = "cert",
+        global = true
+    )]
+    pub key: Option<PathBuf>,
+    /// Bearer token sent with every call. Prefer TASKD_TOKEN: a flag's value
+    /// shows in the process list and the shell history.
+    #[arg(long, env = "TASKD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -273,5 +305,31 @@ mod tests {
             panic!("not update")
         };
         assert_eq!(args.status, Some(Status::InProgress));
+    }
+
+    #[test]
+    fn cert_and_key_come_together() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["taskctl"], args].concat());
+        assert!(parse(&["--cert", "c.pem", "get", "x"]).is_err());
+        assert!(parse(&["--key", "k.pem", "get", "x"]).is_err());
+        let cli = parse(&[
+            "get", "x", "--cacert", "ca.pem", "--cert", "c.pem", "--key", "k.pem",
+        ])
+        .expect("global flags after the command");
+        assert_eq!(cli.cacert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(cli.key, Some(PathBuf::from("k.pem")));
+    }
+
+    /// `--help` names TASKD_TOKEN but never prints its value.
+    #[test]
+    fn help_hides_the_token_value() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let token = command
+            .get_arguments()
+            .find(|a| a.get_id() == "token")
+            .expect("a --token flag");
+        assert_eq!(token.get_env(), Some(std::ffi::OsStr::new("TASKD_TOKEN")));
+        assert!(token.is_hide_env_values_set());
     }
 }

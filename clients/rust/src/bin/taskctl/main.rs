@@ -7,6 +7,7 @@ mod cli;
 mod output;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,12 +45,35 @@ fn exit_code(error: &Error) -> u8 {
         Error::Unavailable { .. } => 6,
         Error::DeadlineExceeded { .. } => 7,
         Error::OutcomeUnknown { .. } => 8,
+        Error::InvalidOptions { .. } => 2,
+        Error::Unauthenticated { .. } => 9,
+        Error::PermissionDenied { .. } => 10,
     }
+}
+
+/// The client options of the flags: deadline, TLS files, token.
+fn client_options(cli: &Cli) -> Result<ClientOptions, Error> {
+    let read = |flag: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| Error::InvalidOptions {
+            message: format!("{flag} {}: {e}", path.display()),
+        })
+    };
+    let mut options = ClientOptions::default().timeout(cli.timeout);
+    if let Some(path) = &cli.cacert {
+        options = options.ca_certificate(read("--cacert", path)?);
+    }
+    if let (Some(cert), Some(key)) = (&cli.cert, &cli.key) {
+        options = options.identity(read("--cert", cert)?, read("--key", key)?);
+    }
+    if let Some(token) = cli.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        options = options.token(token);
+    }
+    Ok(options)
 }
 
 /// Runs the command; what to print on success.
 async fn run(cli: Cli) -> Result<String, Error> {
-    let options = ClientOptions::default().timeout(cli.timeout);
+    let options = client_options(&cli)?;
     let client = TaskClient::connect_with(cli.endpoints.iter().filter(|e| !e.is_empty()), options)?;
     let print_one = |task: pb::Task| match cli.output {
         Output::Table => output::table(&[task]),
