@@ -297,6 +297,8 @@ pub fn check_compose(deploy: &Deploy) -> Vec<String> {
             "--cluster-secret-file",
             "--tls-cert-file",
             "--tls-key-file",
+            // taskd refuses TLS without the CA it checks its peers against.
+            "--peer-ca-file",
             "--auth-token-file",
         ] {
             let Some(path) = get(flag) else {

@@ -308,6 +308,8 @@ fn check_secret_files(
         "TASKD_CLUSTER_SECRET_FILE",
         "TASKD_TLS_CERT_FILE",
         "TASKD_TLS_KEY_FILE",
+        // taskd refuses TLS without the CA it checks its peers against.
+        "TASKD_PEER_CA_FILE",
     ] {
         if !env.contains_key(needed) {
             problems.push(format!("{}: no {needed}", container.origin));
