@@ -169,12 +169,12 @@ if grpcurl -plaintext -max-time 5 127.0.0.1:50072 grpc.health.v1.Health/Check >/
   fail "a plaintext call to a TLS node succeeded"
 fi
 refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -d '{"title":"no token"}' 127.0.0.1:50072 taskd.v1.TaskService/CreateTask 2>&1 || true)
-echo "$refused" | grep -q 'Unauthenticated' || fail "a create without a token was not UNAUTHENTICATED: $refused"
+grep -q 'Unauthenticated' <<<"$refused" || fail "a create without a token was not UNAUTHENTICATED: $refused"
 refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -H "authorization: Bearer $(cat "$work/secrets/reader.token")" \
   -d '{"title":"by a reader"}' 127.0.0.1:50072 taskd.v1.TaskService/CreateTask 2>&1 || true)
-echo "$refused" | grep -q 'PermissionDenied' || fail "a reader's create was not PERMISSION_DENIED: $refused"
+grep -q 'PermissionDenied' <<<"$refused" || fail "a reader's create was not PERMISSION_DENIED: $refused"
 refused=$(grpcurl -cacert "$secure_ca" -max-time 5 -d '{"payload":""}' 127.0.0.1:50072 taskd.v1.RaftService/Vote 2>&1 || true)
-echo "$refused" | grep -q 'Unauthenticated' || fail "a Vote without cluster credentials was not UNAUTHENTICATED: $refused"
+grep -q 'Unauthenticated' <<<"$refused" || fail "a Vote without cluster credentials was not UNAUTHENTICATED: $refused"
 grep -q 'SIGHUP: certificates and tokens reloaded' "$work/nodes.log" || {
   sleep_until=$((SECONDS + 10))
   until grep -q 'SIGHUP: certificates and tokens reloaded' "$work/nodes.log"; do
