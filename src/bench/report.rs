@@ -5,33 +5,11 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tonic::Code;
 
 use super::args::{OutputFormat, Target, Workload};
 use super::load::Measured;
 
-/// gRPC's canonical name of a status code, as in the spec (`UNAVAILABLE`).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+pub use crate::proto::code_name;
 
 /// How the run was set up, as the report repeats it.
 pub struct Setup {
@@ -280,6 +258,7 @@ fn json_line(report: &impl Serialize) -> String {
 mod tests {
     use super::*;
     use crate::bench::load::histogram;
+    use tonic::Code;
 
     fn setup() -> Setup {
         Setup {
