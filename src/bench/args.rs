@@ -27,6 +27,12 @@ pub struct BenchArgs {
     )]
     pub endpoints: Vec<String>,
 
+    /// TLS and credentials for a secured cluster (`--cacert`, `--token`, …),
+    /// as the operator commands take them. With --nodes, give the nodes the
+    /// matching files with --serve-arg.
+    #[command(flatten)]
+    pub connection: crate::cli::Connection,
+
     /// Start a local cluster of this many `taskd serve` processes on free
     /// loopback ports, in a temporary directory, and stop it afterwards.
     /// Their CPU time and memory are part of the report.

@@ -38,6 +38,8 @@ pub struct ClusterSpec {
     /// Appended to every `taskd serve` command line.
     pub serve_args: Vec<String>,
     pub start_timeout: Duration,
+    /// How to dial the nodes when --serve-arg makes them serve TLS.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 struct Node {
@@ -103,7 +105,12 @@ impl LocalCluster {
                 data_dir,
                 database_url,
                 child: None,
-                channel: channel(addr, Duration::from_secs(1))?.connect_lazy(),
+                channel: match &spec.tls {
+                    Some(tls) => channel(&format!("https://{addr}"), Duration::from_secs(1))?
+                        .tls_config(tls.clone())?
+                        .connect_lazy(),
+                    None => channel(addr, Duration::from_secs(1))?.connect_lazy(),
+                },
             });
         }
         let database = if nodes.iter().all(|n| n.database_url.starts_with("mysql:")) {

@@ -61,6 +61,7 @@ async fn run_inner(args: BenchArgs, shutdown: impl Future<Output = ()>) -> anyho
         database_url_template: args.database_url_template.clone(),
         serve_args: args.serve_args.clone(),
         start_timeout: args.start_timeout(),
+        tls: args.connection.client_tls()?,
     };
     let mut cluster = tokio::select! {
         started = LocalCluster::start(spec) => started?,
@@ -108,7 +109,7 @@ async fn drive(
         server_pids,
     };
     let term_at = async || match args.target {
-        Target::Taskd => taskd_target::highest_term(endpoints).await,
+        Target::Taskd => taskd_target::highest_term(endpoints, &args.connection).await,
         Target::Etcd => None,
     };
     let term_start = term_at().await;
@@ -143,9 +144,13 @@ async fn make_callers(
     };
     match args.target {
         Target::Taskd => {
-            let target =
-                taskd_target::TaskdTarget::connect(endpoints, connections, args.call_timeout())
-                    .await?;
+            let target = taskd_target::TaskdTarget::connect(
+                endpoints,
+                connections,
+                args.call_timeout(),
+                &args.connection,
+            )
+            .await?;
             let keys = target.preload(preload).await?;
             Ok((0..args.clients)
                 .map(|i| Caller::Taskd(target.caller(i, keys.clone())))

@@ -4,28 +4,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 use tonic::Code;
 
 use super::load::{self, label, Op, LABELS, PADDING};
 use super::report::code_name;
+use crate::cli::Connection;
 use crate::proto::raft_service_client::RaftServiceClient;
 use crate::proto::task_service_client::TaskServiceClient;
 use crate::proto::{
     CreateTaskRequest, GetClusterStatusRequest, GetTaskRequest, ListTasksRequest, ReadConsistency,
     Task, UpdateTaskRequest,
 };
+use crate::security::peer::PeerChannel;
 
 /// The highest Raft term any of `endpoints` reports (`GetClusterStatus`),
 /// or `None` if none answers. Its growth over a run bounds the leader
 /// changes during it.
-pub async fn highest_term(endpoints: &[String]) -> Option<u64> {
+pub async fn highest_term(endpoints: &[String], connection: &Connection) -> Option<u64> {
     let mut highest = None;
+    let dialer = connection.dialer().ok()?;
     for endpoint in endpoints {
-        let Ok(channel) = channel(endpoint, Duration::from_secs(2)) else {
+        let Ok(channel) = dialer.channel(endpoint) else {
             continue;
         };
-        let mut client = RaftServiceClient::new(channel.connect_lazy());
+        let mut client = RaftServiceClient::new(channel);
         if let Ok(status) = client.get_cluster_status(GetClusterStatusRequest {}).await {
             highest = highest.max(Some(status.into_inner().term));
         }
@@ -38,7 +42,7 @@ const PRELOAD_TRIES: u32 = 5;
 
 /// K connections (one `Channel` each, one HTTP/2 connection), round-robin over the endpoints.
 pub struct TaskdTarget {
-    channels: Vec<Channel>,
+    channels: Vec<PeerChannel>,
     tag: String,
 }
 
@@ -62,15 +66,26 @@ impl TaskdTarget {
         endpoints: &[String],
         connections: usize,
         call_timeout: Duration,
+        connection: &Connection,
     ) -> anyhow::Result<Self> {
+        let tls = connection.client_tls()?;
+        let credentials = connection.credentials()?;
         let mut channels = Vec::with_capacity(connections);
         for i in 0..connections {
             let endpoint = &endpoints[i % endpoints.len()];
-            let channel = channel(endpoint, call_timeout)?
+            let mut dial = channel(endpoint, call_timeout)?;
+            if let Some(tls) = &tls {
+                let https = format!(
+                    "https://{}",
+                    endpoint.rsplit("://").next().unwrap_or(endpoint)
+                );
+                dial = channel(&https, call_timeout)?.tls_config(tls.clone())?;
+            }
+            let channel = dial
                 .connect()
                 .await
                 .with_context(|| format!("cannot connect to {endpoint}"))?;
-            channels.push(channel);
+            channels.push(InterceptedService::new(channel, credentials.clone()));
         }
         Ok(Self {
             channels,
@@ -142,7 +157,7 @@ fn new_task(tag: &str, seq: u64) -> CreateTaskRequest {
 }
 
 pub struct TaskdCaller {
-    client: TaskServiceClient<Channel>,
+    client: TaskServiceClient<PeerChannel>,
     ids: Arc<[String]>,
     tag: String,
     seq: u64,

@@ -72,6 +72,11 @@ pub struct Connection {
 impl Connection {
     /// The dialer these options describe.
     pub fn dialer(&self) -> anyhow::Result<Dialer> {
+        Ok(Dialer::new(self.client_tls()?, self.credentials()?))
+    }
+
+    /// What every call carries: the token, or the cluster secret.
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
         let mut credentials = Credentials::default();
         if let Some(token) = &self.token {
             credentials = credentials.bearer_token(token.trim());
@@ -79,6 +84,11 @@ impl Connection {
         if let Some(path) = &self.cluster_secret_file {
             credentials = credentials.cluster_secret(&ClusterSecret::from_file(path)?);
         }
+        Ok(credentials)
+    }
+
+    /// TLS, when a CA or a client certificate is given.
+    pub fn client_tls(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
         };
@@ -97,7 +107,7 @@ impl Connection {
         } else {
             None
         };
-        Ok(Dialer::new(tls, credentials))
+        Ok(tls)
     }
 }
 

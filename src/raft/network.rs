@@ -7,7 +7,7 @@
 //! openraft as a `RemoteError`, and a transport failure as `Unreachable`
 //! (openraft then backs off instead of hammering a dead peer).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{
@@ -52,6 +52,12 @@ pub struct Network {
     refusal: Refusal,
     muted: Muted,
     dialer: Dialer,
+    /// One channel (one HTTP/2 connection) per peer address, shared by every
+    /// client openraft makes: it makes a new one for each read-index round
+    /// and each election, and a connection each would cost a TCP (and TLS)
+    /// handshake every time (measured: with TLS, linearizable reads ran at
+    /// 40% of the plaintext rate, the leader busy in ECDH).
+    channels: Arc<Mutex<HashMap<String, RaftServiceClient<PeerChannel>>>>,
 }
 
 impl Network {
@@ -78,15 +84,23 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
-        let client = self
-            .dialer
-            .channel(&node.addr)
-            .map(|ch| {
-                RaftServiceClient::new(ch)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            })
-            .map_err(|e| format!("bad address {:?}: {e}", node.addr));
+        let client = {
+            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            match channels.get(&node.addr) {
+                Some(client) => Ok(client.clone()),
+                None => self
+                    .dialer
+                    .channel(&node.addr)
+                    .map(|ch| {
+                        let client = RaftServiceClient::new(ch)
+                            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                        channels.insert(node.addr.clone(), client.clone());
+                        client
+                    })
+                    .map_err(|e| format!("bad address {:?}: {e}", node.addr)),
+            }
+        };
         PeerClient {
             target,
             addr: node.addr.clone(),
