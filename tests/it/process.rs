@@ -375,8 +375,9 @@ async fn sigterm_stops_a_node_cleanly() {
 }
 
 /// `taskd dev` starts a working three-node cluster (a write through node 2 is
-/// read back linearizably from node 3) and Ctrl-C (SIGINT) stops all of it
-/// cleanly.
+/// read back linearizably from node 3), secured by a secret it made under its
+/// data dir (readable by its owner only; a Vote without it is refused), and
+/// Ctrl-C (SIGINT) stops all of it cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_cluster_serves_and_stops_on_ctrl_c() {
     init_tracing();
@@ -424,6 +425,41 @@ async fn dev_cluster_serves_and_stops_on_ctrl_c() {
     let id = create_acknowledged(&addrs[1], "made in dev").await;
     let task = get_task(&addrs[2], &id, ReadConsistency::Unspecified).await;
     assert_eq!(task.title, "made in dev");
+
+    let secret_file = dir.path().join("data").join("cluster-secret");
+    let secret = std::fs::read_to_string(&secret_file).expect("taskd dev made a cluster secret");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the secret is readable by others: {mode:o}"
+    );
+    let vote = || taskd::proto::VoteRequest { payload: vec![1] };
+    let refused = RaftServiceClient::new(channel(&addrs[0]))
+        .vote(vote())
+        .await
+        .expect_err("a Vote without the secret");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let secret = taskd::security::ClusterSecret::new(secret.trim()).expect("a valid secret");
+    let member = taskd::security::peer::Dialer::new(
+        None,
+        taskd::security::peer::Credentials::default().cluster_secret(&secret),
+    );
+    let past_the_door = RaftServiceClient::new(member.channel(&addrs[0]).unwrap())
+        .vote(vote())
+        .await
+        .expect_err("a garbage payload");
+    assert!(
+        !matches!(
+            past_the_door.code(),
+            Code::Unauthenticated | Code::PermissionDenied
+        ),
+        "the secret did not let the call in: {past_the_door:?}"
+    );
 
     dev.signal("INT");
     let status = dev.wait_exit().await;

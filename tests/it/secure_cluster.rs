@@ -31,6 +31,8 @@ pub(crate) struct Secured {
     /// `--tls-client-ca-file`: every client needs a certificate.
     pub client_certs: bool,
     pub tokens: bool,
+    /// Each node on a fresh MySQL database instead of SQLite.
+    pub mysql: bool,
 }
 
 pub(crate) struct SecureCluster {
@@ -43,6 +45,8 @@ pub(crate) struct SecureCluster {
     pub client_cert: CertFiles,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
+    /// Node id → its MySQL database (`Secured::mysql`).
+    pub database_urls: BTreeMap<u64, String>,
     // Last: the processes die (drop) before their files go.
     pub dir: tempfile::TempDir,
 }
@@ -64,11 +68,26 @@ impl SecureCluster {
             format!("# test tokens\n{READER} reader\n{WRITER} writer\n{ADMIN} admin\n"),
         )
         .unwrap();
-        let members = (1..=n)
+        let members: BTreeMap<u64, String> = (1..=n)
             .zip(free_ports(n as usize))
             .map(|(id, port)| (id, format!("127.0.0.1:{port}")))
             .collect();
+        let db = crate::support::unique_name("taskd_sec");
+        let database_urls = if secured.mysql {
+            members
+                .keys()
+                .map(|id| {
+                    (
+                        *id,
+                        format!("{}/{db}_n{id}", crate::support::mysql_server_url()),
+                    )
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let mut cluster = Self {
+            database_urls,
             members,
             nodes: BTreeMap::new(),
             secured,
@@ -108,6 +127,9 @@ impl SecureCluster {
             initial,
         ];
         let path = |name: &str| self.path(name).display().to_string();
+        if let Some(url) = self.database_urls.get(&id) {
+            args.extend(["--database-url".into(), url.clone()]);
+        }
         if self.secured.secret {
             args.extend(["--cluster-secret-file".into(), path("secret")]);
         }
@@ -139,6 +161,17 @@ impl SecureCluster {
             Stdio::null(),
         );
         self.nodes.insert(id, process);
+    }
+
+    /// Stops every node and drops its MySQL database, if it has one.
+    pub(crate) async fn drop_databases(mut self) {
+        for node in self.nodes.values_mut() {
+            node.kill_9();
+        }
+        use sqlx::migrate::MigrateDatabase;
+        for url in self.database_urls.values() {
+            let _ = sqlx::MySql::drop_database(url).await;
+        }
     }
 
     pub(crate) fn kill_9(&mut self, id: u64) {

@@ -85,10 +85,21 @@ async fn vote_needs_cluster_credentials() {
 /// and goes on after its leader is killed, losing no acknowledged write.
 #[tokio::test]
 async fn secured_cluster_takes_writes_and_survives_killing_the_leader() {
+    secured_cluster_survives(false).await;
+}
+
+/// The same on MySQL, a database per node.
+#[tokio::test]
+async fn secured_cluster_on_mysql_survives_killing_the_leader() {
+    secured_cluster_survives(true).await;
+}
+
+async fn secured_cluster_survives(mysql: bool) {
     let secured = Secured {
         secret: true,
         tls: true,
         tokens: true,
+        mysql,
         ..Default::default()
     };
     let mut cluster = SecureCluster::start(3, secured, &[]).await;
@@ -144,6 +155,7 @@ async fn secured_cluster_takes_writes_and_survives_killing_the_leader() {
             .await
             .unwrap_or_else(|s| panic!("acknowledged task {id} lost: {s:?}"));
     }
+    cluster.drop_databases().await;
 }
 
 /// Each role gets exactly its calls, on a follower too (which forwards
