@@ -2,8 +2,11 @@
 //!
 //! - [`incoming`]: accepting connections: TLS, the connection cap, running
 //!   out of file descriptors.
+//! - [`security`]: a node's TLS, credentials checker and peer dialer,
+//!   reloaded on SIGHUP.
 
 pub mod incoming;
+pub mod security;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
 use tracing::Instrument;
 
-use crate::api::auth::{Auth, AuthLayer};
+use crate::api::auth::AuthLayer;
 use crate::api::health::{HealthApi, NodeHealth};
 use crate::api::limits::{ShedLayer, MAX_CONCURRENT_STREAMS, MAX_RESPONSE_BYTES};
 use crate::api::{NodeContext, RaftApi, TaskApi};
@@ -31,10 +34,9 @@ use crate::raft::proposer::Proposer;
 use crate::raft::read_index::ReadIndex;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{raft_config, LogId, Raft};
-use crate::security::peer::{Credentials, Dialer};
-use crate::security::tls::{PeerClientTls, ServerTls};
-use crate::security::{SecurityConfig, SecurityError};
+use crate::security::SecurityError;
 use crate::store::{Store, StoreError, StoreOptions};
+use security::Security;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -97,6 +99,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Bad TLS or token files fail the start before anything else happens.
+    let security = Security::load(&config.security)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -104,8 +108,6 @@ pub async fn run(
     let options = StoreOptions {
         allow_lossy_database: config.allow_lossy_database,
     };
-    // Bad TLS or token files fail the start before anything else happens.
-    let security = Security::load(&config.security)?;
     let mut listeners = Vec::new();
     let tls = security.server_tls.clone();
     listeners.push(incoming::Listener {
@@ -129,73 +131,6 @@ pub async fn run(
         .await;
     store.close().await;
     result
-}
-
-/// What a node checks its callers with, and dials its peers with.
-struct Security {
-    server_tls: Option<Arc<ServerTls>>,
-    peer_tls: Option<Arc<PeerClientTls>>,
-    auth: Arc<Auth>,
-    dialer: Dialer,
-}
-
-impl Security {
-    fn load(config: &SecurityConfig) -> Result<Self, SecurityError> {
-        let server_tls = config
-            .tls
-            .clone()
-            .map(ServerTls::load)
-            .transpose()?
-            .map(Arc::new);
-        let auth = Arc::new(Auth::new(config, server_tls.clone())?);
-        let mut credentials = Credentials::default();
-        if let Some(secret) = &config.cluster_secret {
-            credentials = credentials.cluster_secret(secret);
-        }
-        let peer_tls = config
-            .tls
-            .clone()
-            .map(PeerClientTls::load)
-            .transpose()?
-            .map(Arc::new);
-        Ok(Self {
-            server_tls,
-            dialer: Dialer::peer(peer_tls.clone(), credentials),
-            peer_tls,
-            auth,
-        })
-    }
-
-    /// Reads the certificates and the token file again on every SIGHUP,
-    /// for as long as the node runs; a bad file keeps what was loaded.
-    fn reload_on_sighup(&self, id: crate::raft::NodeId) -> tokio::task::JoinHandle<()> {
-        let (tls, peer_tls, auth) = (
-            self.server_tls.clone(),
-            self.peer_tls.clone(),
-            self.auth.clone(),
-        );
-        tokio::spawn(async move {
-            let Ok(mut hangups) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                tracing::warn!(
-                    node = id,
-                    "cannot watch SIGHUP: certificates will not reload"
-                );
-                return;
-            };
-            while hangups.recv().await.is_some() {
-                let tls = tls.as_ref().map_or(Ok(()), |tls| tls.reload());
-                let peer_tls = || peer_tls.as_ref().map_or(Ok(()), |tls| tls.reload());
-                match tls.and_then(|()| peer_tls()).and_then(|()| auth.reload()) {
-                    Ok(()) => tracing::info!(node = id, "SIGHUP: certificates and tokens reloaded"),
-                    Err(e) => {
-                        tracing::error!(node = id, error = %e, "SIGHUP: reload failed; still serving with what was loaded before")
-                    }
-                }
-            }
-        })
-    }
 }
 
 async fn serve(

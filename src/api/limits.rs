@@ -12,9 +12,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tonic::body::Body;
-use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::limit::{ConcurrencyLimit, GlobalConcurrencyLimitLayer};
 use tower::load_shed::error::Overloaded;
-use tower::load_shed::LoadShedLayer;
+use tower::load_shed::{LoadShed, LoadShedLayer};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 /// The largest response a default gRPC client accepts (grpc-go, grpcio,
@@ -65,21 +65,26 @@ impl ShedLayer {
     }
 }
 
-impl<S> Layer<S> for ShedLayer {
+impl<S: Clone> Layer<S> for ShedLayer {
     type Service = Shed<S>;
 
     fn layer(&self, inner: S) -> Shed<S> {
-        Shed {
-            inner,
-            semaphore: self.semaphore.clone(),
-        }
+        let limited = ServiceBuilder::new()
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(
+                self.semaphore.clone(),
+            ))
+            .service(inner.clone());
+        Shed { inner, limited }
     }
 }
 
 #[derive(Clone)]
 pub struct Shed<S> {
+    /// Peer calls and health: never shed.
     inner: S,
-    semaphore: Arc<Semaphore>,
+    /// Public calls: shed past the node's bound.
+    limited: LoadShed<ConcurrencyLimit<S>>,
 }
 
 impl<S> Service<http::Request<Body>> for Shed<S>
@@ -97,20 +102,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The service that was polled ready serves this call; a clone waits for the next.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
         if !is_public_call(request.uri().path()) {
-            let call = inner.oneshot(request);
+            // The service that was polled ready serves this call; a clone waits for the next.
+            let clone = self.inner.clone();
+            let call = std::mem::replace(&mut self.inner, clone).oneshot(request);
             return Box::pin(async move { call.await.map_err(Into::into) });
         }
-        let limited = ServiceBuilder::new()
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::with_semaphore(
-                self.semaphore.clone(),
-            ))
-            .service(inner);
-        let call = limited.oneshot(request);
+        // A clone holds no permit: `oneshot` takes one, or is shed.
+        let call = self.limited.clone().oneshot(request);
         Box::pin(async move {
             match call.await {
                 Ok(response) => Ok(response),

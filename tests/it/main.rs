@@ -28,6 +28,7 @@ mod mysql_settings;
 mod paging;
 mod paging_props;
 mod partition;
+mod peer_auth;
 mod pki;
 mod proc_cluster;
 mod process;
